@@ -1,0 +1,140 @@
+"""The ``hokusai`` command line.
+
+Every command exits 0 on success, 1 when it ran and found a problem (an invalid attestation), and
+2 for bad input, with a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mlflow_hokusai_plugin import __version__
+from mlflow_hokusai_plugin.core.errors import HokusaiError
+
+
+class HokusaiGroup(click.Group):
+    """Turns our own errors into one line and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except HokusaiError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=HokusaiGroup)
+@click.version_option(__version__, prog_name="hokusai")
+def main() -> None:
+    """Hokusai model lineage, DeltaOne and signed attestations on MLflow."""
+
+
+@main.group()
+def signer() -> None:
+    """The attester key."""
+
+
+@signer.command("new")
+@click.option(
+    "--keystore",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the encrypted keystore (refuses to overwrite).",
+)
+@click.password_option(
+    "--password",
+    envvar="HOKUSAI_ATTESTER_PASSWORD",
+    help="Keystore password (or HOKUSAI_ATTESTER_PASSWORD; prompted otherwise).",
+)
+def signer_new(path: Path, password: str) -> None:
+    """Generate a new attester key into an encrypted keystore and print its address."""
+    from mlflow_hokusai_plugin.signer import Signer
+
+    if not password:
+        raise click.BadParameter("must not be empty", param_hint="--password")
+    key = Signer.generate()
+    key.write_keystore(path, password)
+    click.echo(key.address)
+
+
+@signer.command("address")
+@click.option(
+    "--keystore",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read this keystore instead of HOKUSAI_ATTESTER_KEY / HOKUSAI_ATTESTER_KEYSTORE.",
+)
+@click.option("--password", envvar="HOKUSAI_ATTESTER_PASSWORD", help="Keystore password.")
+def signer_address(path: Path | None, password: str | None) -> None:
+    """Print the attester address of the configured key."""
+    from mlflow_hokusai_plugin.signer import Signer
+
+    if path is not None:
+        if password is None:
+            password = click.prompt("Keystore password", hide_input=True)
+        click.echo(Signer.from_keystore(path, password).address)
+    else:
+        click.echo(Signer.from_env().address)
+
+
+@main.group()
+def attestation() -> None:
+    """Attestation documents."""
+
+
+@attestation.command("verify")
+@click.argument("file", type=click.File("r"))
+@click.option(
+    "--attester", "attesters", multiple=True, help="An expected attester address; repeat for m-of-n."
+)
+@click.option(
+    "--threshold",
+    type=int,
+    default=1,
+    show_default=True,
+    help="How many distinct expected attesters must have signed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+def attestation_verify(file, attesters: tuple[str, ...], threshold: int, as_json: bool) -> None:
+    """Verify an attestation document (or a bare DSSE envelope) from FILE ('-' for stdin)."""
+    from mlflow_hokusai_plugin.core.attestation import verify_document, verify_envelope
+    from mlflow_hokusai_plugin.core.canonical import parse_json
+
+    document = parse_json(file.read(), "FILE")
+    is_envelope = isinstance(document, dict) and "payloadType" in document
+    verify = verify_envelope if is_envelope else verify_document
+    verdict = verify(document, attesters=attesters, threshold=threshold)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in verdict.to_dict().items() if k != "statement"}, indent=2))
+    else:
+        state = "VALID" if verdict.valid else f"INVALID (check failed: {verdict.failed_check})"
+        click.echo(f"{state}: {verdict.message}")
+        for address in verdict.signers:
+            click.echo(f"  signed by {address}")
+    sys.exit(0 if verdict.valid else 1)
+
+
+@main.command()
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".hokusai-demo"),
+    show_default=True,
+    help="Where the demo keeps its SQLite database, artifacts and demo key.",
+)
+@click.option("--keep-serving", is_flag=True, help="Keep the MLflow server (and UI) up until Ctrl-C.")
+def demo(workdir: Path, keep_serving: bool) -> None:
+    """Register a baseline and an improved model on an embedded MLflow server and verify the attestation."""
+    from mlflow_hokusai_plugin.demo import run_demo
+
+    outcome = run_demo(workdir, keep_serving=keep_serving, say=click.echo)
+    sys.exit(0 if outcome["verdict"]["valid"] else 1)
+
+
+if __name__ == "__main__":
+    main()

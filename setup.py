@@ -1,0 +1,52 @@
+"""Build of the ``mlflow-hokusai-plugin`` distribution.
+
+Entry points are declared only for parts that exist; ``tests/integration/test_entry_points.py``
+loads each one, because MLflow silently drops a plugin that fails to import.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+
+def _version() -> str:
+    text = (Path(__file__).parent / "mlflow_hokusai_plugin" / "__init__.py").read_text()
+    return next(line.split('"')[1] for line in text.splitlines() if line.startswith("__version__"))
+
+
+setup(
+    name="mlflow-hokusai-plugin",
+    version=_version(),
+    description="Hokusai model lineage, DeltaOne and signed attestations as an MLflow plugin",
+    long_description=(Path(__file__).parent / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mlflow_hokusai_plugin", "mlflow_hokusai_plugin.*"]),
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=[
+        "mlflow>=3.4,<4",
+        "eth-account>=0.13",
+        "flask>=3.0",
+        "flask-limiter>=3.5",
+        "sqlalchemy>=2.0",
+        "psycopg2-binary>=2.9",
+        "boto3>=1.28",
+        "metaflow>=2.12",
+        "click>=8.1",
+        # The demo and ExperimentManager.compare_models evaluate real models on real data.
+        "scikit-learn>=1.3",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-flask>=1.3",
+            "pytest-timeout>=2.3",
+            "moto[server]>=5",
+            "ruff>=0.6",
+            "redis>=5",
+        ],
+    },
+    entry_points={
+        "console_scripts": ["hokusai=mlflow_hokusai_plugin.cli:main"],
+    },
+)

@@ -1,0 +1,114 @@
+"""SQLAlchemy models of the plugin tables. Every table name starts with ``hokusai_``.
+
+Uniqueness is what keeps concurrent registrations (and the reconciler running beside them) from
+duplicating facts: one edge per child version, one attestation per (version, baseline), one
+contribution per (contributor, version).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import declarative_base
+
+Base = declarative_base()
+
+
+class LineageEdge(Base):
+    """``child`` improves ``parent``: one edge per child model version."""
+
+    __tablename__ = "hokusai_lineage_edges"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    child_model_id = Column(String(512), nullable=False, unique=True)
+    parent_model_id = Column(String(512), nullable=False, index=True)
+    project = Column(String(64), nullable=False, index=True)
+    model_type = Column(String(32), nullable=False)
+    benchmark_metric = Column(String(250), nullable=False)
+    baseline_score_bps = Column(BigInteger, nullable=False)
+    candidate_score_bps = Column(BigInteger, nullable=False)
+    delta_one_bps = Column(BigInteger, nullable=False)
+    metric_deltas = Column(Text, nullable=False)  # canonical JSON
+    attestation_id = Column(String(64), nullable=True)
+    created_at = Column(BigInteger, nullable=False)  # epoch milliseconds, as MLflow keeps time
+
+
+class Attestation(Base):
+    """A signed attestation document, stored whole (it is what clients verify)."""
+
+    __tablename__ = "hokusai_attestations"
+    __table_args__ = (UniqueConstraint("model_id", "baseline_model_id", name="uq_hokusai_attestation_edge"),)
+
+    id = Column(String(64), primary_key=True)  # sha256 of the DSSE payload
+    model_id = Column(String(512), nullable=False, index=True)
+    baseline_model_id = Column(String(512), nullable=False)
+    attester = Column(String(42), nullable=False)
+    status = Column(String(20), nullable=False)
+    created_at = Column(BigInteger, nullable=False)
+    document = Column(Text, nullable=False)  # canonical JSON
+
+
+class Contribution(Base):
+    """A contributor's share of one improvement."""
+
+    __tablename__ = "hokusai_contributions"
+    __table_args__ = (
+        UniqueConstraint("address", "model_id", name="uq_hokusai_contribution"),
+        Index("ix_hokusai_contributions_address_created", "address", "created_at"),
+    )
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    address = Column(String(42), nullable=False)  # EIP-55 checksummed
+    model_id = Column(String(512), nullable=False, index=True)
+    project = Column(String(64), nullable=False)
+    weight_bps = Column(Integer, nullable=False)
+    samples = Column(BigInteger, nullable=True)
+    attributed_bps = Column(BigInteger, nullable=False)
+    attestation_id = Column(String(64), ForeignKey("hokusai_attestations.id"), nullable=True)
+    created_at = Column(BigInteger, nullable=False)
+
+
+class AuditEntry(Base):
+    """One link of the audit hash chain. ``seq`` is gap-free; ``hash`` covers the row and ``prev_hash``."""
+
+    __tablename__ = "hokusai_audit_log"
+
+    seq = Column(BigInteger, primary_key=True, autoincrement=False)
+    created_at = Column(BigInteger, nullable=False)
+    actor = Column(String(256), nullable=False)
+    action = Column(String(64), nullable=False)
+    target = Column(String(600), nullable=False, index=True)
+    before = Column(Text, nullable=True)  # canonical JSON
+    after = Column(Text, nullable=True)  # canonical JSON
+    request_id = Column(String(64), nullable=True)
+    prev_hash = Column(String(64), nullable=False)
+    hash = Column(String(64), nullable=False)
+
+
+class AuditHead(Base):
+    """The single row naming the chain's last link.
+
+    Appenders lock it by updating it first, which serialises appends across workers and replicas
+    on PostgreSQL (row lock) and SQLite (write lock) alike; it also lets ``audit verify`` notice
+    rows deleted from the end of the chain.
+    """
+
+    __tablename__ = "hokusai_audit_head"
+
+    id = Column(Integer, primary_key=True, autoincrement=False)
+    seq = Column(BigInteger, nullable=False)
+    hash = Column(String(64), nullable=False)
+
+
+class ApiKey(Base):
+    """An API key, stored only as a hash."""
+
+    __tablename__ = "hokusai_api_keys"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    key_hash = Column(String(64), nullable=False, unique=True)
+    prefix = Column(String(24), nullable=False)  # shown in listings, never enough to use
+    name = Column(String(256), nullable=False)
+    role = Column(String(16), nullable=False)  # read, write, admin
+    project = Column(String(64), nullable=True)  # None: every project
+    created_at = Column(BigInteger, nullable=False)
+    revoked_at = Column(BigInteger, nullable=True)

@@ -1,0 +1,231 @@
+"""Reads and writes of the plugin tables: lineage edges, attestations, contributions.
+
+Writes of one improvement happen in one transaction and are idempotent: a second writer of the
+same facts (a concurrent request, the reconciler) hits a unique constraint, rolls back, and gets
+the facts that won.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, create_engine, event, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from mlflow_hokusai_plugin.core.canonical import canonical_json
+from mlflow_hokusai_plugin.db.models import Attestation, Contribution, LineageEdge
+from mlflow_hokusai_plugin.db.urls import database_url
+
+
+def make_engine(store_uri: str) -> Engine:
+    """An engine for the plugin tables; SQLite gets a busy timeout so writers wait, not fail."""
+    url = database_url(store_uri)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record) -> None:
+            dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class HokusaiStore:
+    """The plugin tables of one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(bind=engine, expire_on_commit=False)
+
+    @classmethod
+    def from_store_uri(cls, store_uri: str) -> HokusaiStore:
+        return cls(make_engine(store_uri))
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def record_improvement(self, edge: dict, document: dict, contributions: Sequence[dict]) -> dict:
+        """Store the edge, the attestation and the contributions of one improvement, atomically.
+
+        Returns the attestation document that is stored: ``document`` itself, or the one a
+        concurrent writer stored first for the same (version, baseline).
+        """
+        created_at = now_ms()
+        try:
+            with self.sessions.begin() as session:
+                session.add(
+                    Attestation(
+                        id=document["id"],
+                        model_id=document["model_id"],
+                        baseline_model_id=document["baseline_model_id"],
+                        attester=document["attester"],
+                        status=document["status"],
+                        created_at=created_at,
+                        document=canonical_json(document).decode(),
+                    )
+                )
+                session.flush()
+                session.add(LineageEdge(**edge, attestation_id=document["id"], created_at=created_at))
+                session.add_all(
+                    Contribution(**entry, attestation_id=document["id"], created_at=created_at)
+                    for entry in contributions
+                )
+            return document
+        except IntegrityError:
+            existing = self.attestation_for(document["model_id"], document["baseline_model_id"])
+            if existing is None:
+                raise
+            return existing
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def attestation_for(self, model_id: str, baseline_model_id: str | None = None) -> dict | None:
+        query = select(Attestation.document).where(Attestation.model_id == model_id)
+        if baseline_model_id is not None:
+            query = query.where(Attestation.baseline_model_id == baseline_model_id)
+        with self.sessions() as session:
+            found = session.execute(query.order_by(Attestation.created_at.desc()).limit(1)).scalar()
+        return json.loads(found) if found else None
+
+    def get_attestation(self, attestation_id: str) -> dict | None:
+        with self.sessions() as session:
+            found = session.get(Attestation, attestation_id)
+        return json.loads(found.document) if found else None
+
+    def list_attestations(self, model_id: str) -> list[dict]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Attestation.document)
+                .where(Attestation.model_id == model_id)
+                .order_by(Attestation.created_at)
+            ).scalars()
+            return [json.loads(row) for row in rows]
+
+    def edge_of(self, child_model_id: str) -> dict | None:
+        with self.sessions() as session:
+            edge = session.execute(
+                select(LineageEdge).where(LineageEdge.child_model_id == child_model_id)
+            ).scalar_one_or_none()
+            return _edge_dict(edge) if edge else None
+
+    def lineage(self, model_id: str, *, direction: str = "both", max_depth: int | None = None) -> dict:
+        """The edges reachable from ``model_id``: ``upstream`` to the root, ``downstream`` to leaves.
+
+        One recursive SQL query per direction (PostgreSQL and SQLite both speak WITH RECURSIVE).
+        ``model_id`` may be ``name/version`` or a bare registered-model name (every version of it).
+        """
+        depth_limit = max_depth if max_depth is not None else 1_000_000
+        starts = self._start_nodes(model_id)
+        edges: dict[str, dict] = {}
+        with self.sessions() as session:
+            if direction in ("both", "upstream"):
+                for row in session.execute(_UPSTREAM, {"starts": starts, "limit": depth_limit}).mappings():
+                    edges[row["child_model_id"]] = {**_row_dict(row), "depth": -row["depth"]}
+            if direction in ("both", "downstream"):
+                for row in session.execute(_DOWNSTREAM, {"starts": starts, "limit": depth_limit}).mappings():
+                    edges.setdefault(row["child_model_id"], {**_row_dict(row), "depth": row["depth"]})
+        return {
+            "start": starts,
+            "edges": sorted(edges.values(), key=lambda e: (e["depth"], e["child_model_id"])),
+        }
+
+    def contributions_of(self, address: str) -> list[dict]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Contribution).where(Contribution.address == address).order_by(Contribution.created_at)
+            ).scalars()
+            return [_contribution_dict(row) for row in rows]
+
+    def _start_nodes(self, model_id: str) -> list[str]:
+        if "/" in model_id:
+            return [model_id]
+        with self.sessions() as session:
+            rows = session.execute(
+                text(
+                    "SELECT child_model_id AS m FROM hokusai_lineage_edges WHERE child_model_id LIKE :p "
+                    "UNION SELECT parent_model_id FROM hokusai_lineage_edges WHERE parent_model_id LIKE :p"
+                ),
+                {"p": model_id.replace("%", r"\%").replace("_", r"\_") + "/%"},
+            ).scalars()
+            return sorted(set(rows)) or [model_id]
+
+
+_EDGE_COLUMNS = (
+    "child_model_id, parent_model_id, project, model_type, benchmark_metric, baseline_score_bps, "
+    "candidate_score_bps, delta_one_bps, metric_deltas, attestation_id, created_at"
+)
+_E_EDGE_COLUMNS = ", ".join("e." + c.strip() for c in _EDGE_COLUMNS.split(","))
+
+
+def _recursive(direction: str):
+    """Walk parent links up to the root, or child links down to the leaves.
+
+    UNION (not UNION ALL) makes a cycle terminate; ``:limit`` bounds the depth.
+    """
+    if direction == "up":
+        seed = "SELECT child_model_id, 1 FROM hokusai_lineage_edges WHERE child_model_id IN :starts"
+        step = (
+            "SELECT e.parent_model_id, walk.depth + 1 FROM hokusai_lineage_edges e "
+            "JOIN walk ON e.child_model_id = walk.node WHERE walk.depth < :limit"
+        )
+    else:
+        seed = "SELECT child_model_id, 1 FROM hokusai_lineage_edges WHERE parent_model_id IN :starts"
+        step = (
+            "SELECT e.child_model_id, walk.depth + 1 FROM hokusai_lineage_edges e "
+            "JOIN walk ON e.parent_model_id = walk.node WHERE walk.depth < :limit"
+        )
+    sql = f"""
+        WITH RECURSIVE walk(node, depth) AS ({seed} UNION {step})
+        SELECT {_E_EDGE_COLUMNS}, MIN(walk.depth) AS depth
+        FROM walk JOIN hokusai_lineage_edges e ON e.child_model_id = walk.node
+        GROUP BY {_E_EDGE_COLUMNS}
+    """
+    return text(sql).bindparams(bindparam("starts", expanding=True))
+
+
+_UPSTREAM = _recursive("up")
+_DOWNSTREAM = _recursive("down")
+
+
+def _row_dict(row: Any) -> dict:
+    return {
+        "child_model_id": row["child_model_id"],
+        "parent_model_id": row["parent_model_id"],
+        "project": row["project"],
+        "model_type": row["model_type"],
+        "benchmark_metric": row["benchmark_metric"],
+        "baseline_score_bps": row["baseline_score_bps"],
+        "candidate_score_bps": row["candidate_score_bps"],
+        "delta_one_bps": row["delta_one_bps"],
+        "metric_deltas": json.loads(row["metric_deltas"]),
+        "attestation_id": row["attestation_id"],
+        "created_at": row["created_at"],
+    }
+
+
+def _edge_dict(edge: LineageEdge) -> dict:
+    return _row_dict(
+        {column: getattr(edge, column) for column in (c.strip() for c in _EDGE_COLUMNS.split(","))}
+    )
+
+
+def _contribution_dict(row: Contribution) -> dict:
+    return {
+        "address": row.address,
+        "model_id": row.model_id,
+        "project": row.project,
+        "weight_bps": row.weight_bps,
+        "samples": row.samples,
+        "attributed_bps": row.attributed_bps,
+        "attestation_id": row.attestation_id,
+        "created_at": row.created_at,
+    }

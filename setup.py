@@ -21,7 +21,8 @@ setup(
     long_description=(Path(__file__).parent / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mlflow_hokusai_plugin", "mlflow_hokusai_plugin.*"]),
-    include_package_data=True,
+    # Alembic reads its .ini beside the migration scripts.
+    package_data={"mlflow_hokusai_plugin": ["db/migrations/alembic.ini"]},
     python_requires=">=3.10",
     install_requires=[
         "mlflow>=3.4,<4",
@@ -48,5 +49,18 @@ setup(
     },
     entry_points={
         "console_scripts": ["hokusai=mlflow_hokusai_plugin.cli:main"],
+        "mlflow.run_context_provider": [
+            "hokusai=mlflow_hokusai_plugin.client.run_context:HokusaiRunContextProvider"
+        ],
+        "mlflow.app.client": ["hokusai=mlflow_hokusai_plugin.client.app_client:HokusaiAppClient"],
+        "mlflow.tracking_store": [
+            "hokusai+postgresql=mlflow_hokusai_plugin.store:tracking_store_builder",
+            "hokusai+sqlite=mlflow_hokusai_plugin.store:tracking_store_builder",
+        ],
+        "mlflow.model_registry_store": [
+            "hokusai+postgresql=mlflow_hokusai_plugin.store:registry_store_builder",
+            "hokusai+sqlite=mlflow_hokusai_plugin.store:registry_store_builder",
+        ],
+        "mlflow.app": ["hokusai=mlflow_hokusai_plugin.server.app:create_app"],
     },
 )

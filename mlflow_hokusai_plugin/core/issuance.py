@@ -12,7 +12,9 @@ from typing import Any
 
 from mlflow_hokusai_plugin.core import attestation, eip712
 from mlflow_hokusai_plugin.core.attestation import MessageSigner
+from mlflow_hokusai_plugin.core.contributors import attribute
 from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.core.metrics import compute_improvement
 
 
 @dataclass(frozen=True)
@@ -113,3 +115,84 @@ def _pipeline_run_id(predicate: Mapping[str, Any]) -> str:
     # The verifier refuses an empty run id; without a pipeline run, the MLflow run that made the
     # model is the run that produced it.
     return predicate.get("pipeline_run_id") or (predicate.get("mlflow_run_ids") or {}).get("candidate") or ""
+
+
+@dataclass(frozen=True)
+class AttestedImprovement:
+    """Everything one attested improvement produced."""
+
+    improvement: dict  # core.metrics.compute_improvement
+    contributors: list[dict]  # normalised, each with attributed_bps
+    document: dict  # the attestation document
+
+
+def attest_improvement(
+    signer: MessageSigner,
+    *,
+    model_id: str,
+    baseline_model_id: str,
+    benchmark_metric: str,
+    contributors: Sequence[Mapping[str, Any]],
+    baseline_metrics: Mapping[str, float],
+    candidate_metrics: Mapping[str, float],
+    baseline_run_id: str | None,
+    run_id: str | None,
+    dataset_digest: str | None,
+    model_digest: str | None,
+    baseline_digest: str | None,
+    created_at: str,
+    plugin_version: str,
+    project: str | None = None,
+    model_type: str | None = None,
+    pipeline_run_id: str | None = None,
+    onchain: OnchainTarget | None = None,
+    metrics: Sequence[str] | None = None,
+    directions: Mapping[str, str] | None = None,
+    subject: tuple[str, str] | None = None,
+) -> AttestedImprovement:
+    """Compute the improvement of ``model_id`` over its baseline and sign the attestation.
+
+    The single path from measured facts to a signed document, shared by the services (local
+    signing) and the server plugin. The Statement's subject is the model
+    (``models:/<model_id>``, ``model_digest``) unless ``subject`` gives another (name, sha256).
+    """
+    subject_name, subject_digest = subject or (f"models:/{model_id}", model_digest)
+    improvement = compute_improvement(
+        baseline_metrics, candidate_metrics, benchmark_metric, metrics=metrics, directions=directions
+    )
+    attributed = attribute(improvement["delta_one_bps"], [dict(c) for c in contributors])
+    compared = improvement["metric_deltas"]
+    predicate = attestation.improvement_predicate(
+        model_id=model_id,
+        model_digest=model_digest,
+        baseline_model_id=baseline_model_id,
+        baseline_digest=baseline_digest,
+        baseline_run_id=baseline_run_id,
+        run_id=run_id,
+        benchmark_metric=benchmark_metric,
+        dataset_digest=dataset_digest,
+        baseline_metrics={name: delta["baseline_value"] for name, delta in compared.items()},
+        candidate_metrics={name: delta["new_value"] for name, delta in compared.items()},
+        metric_deltas=compared,
+        delta_one_bps=improvement["delta_one_bps"],
+        contributors=attributed,
+        pipeline_run_id=pipeline_run_id,
+        plugin_version=plugin_version,
+        created_at=created_at,
+        model_type=model_type,
+        project=project,
+    )
+    document = issue_attestation(
+        signer,
+        subject_name=subject_name,
+        subject_digest=subject_digest,
+        predicate=predicate,
+        model_id=model_id,
+        baseline_model_id=baseline_model_id,
+        created_at=created_at,
+        model_type=model_type,
+        onchain=onchain,
+        improvement=improvement,
+        contributors=attributed,
+    )
+    return AttestedImprovement(improvement, attributed, document)

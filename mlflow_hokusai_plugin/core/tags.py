@@ -104,3 +104,37 @@ def format_model_id(name: str, version: int | str) -> str:
     'churn/3'
     """
     return f"{name}/{version}"
+
+
+CLIENT_TAGS = (PROJECT, MODEL_TYPE, BASELINE, BENCHMARK_METRIC, CONTRIBUTORS, PIPELINE_RUN_ID)
+SERVER_TAGS = (DELTA_ONE_BPS, ATTESTATION_ID, ATTESTATION_STATUS, ATTESTER, ARTIFACT_DIGEST)
+
+
+def parse_improvement_tags(tags: dict[str, str]) -> dict:
+    """Validate the client-written tags of an improved version (one carrying ``hokusai.baseline``).
+
+    Returns ``project``, ``model_type``, ``baseline`` (the model id), ``baseline_name``,
+    ``baseline_version``, ``benchmark_metric``, ``contributors`` (normalised, see
+    ``core.contributors.parse_contributors``) and ``pipeline_run_id`` (or None). Each problem
+    raises a ValidationError whose field is the tag name.
+    """
+    from mlflow_hokusai_plugin.core.contributors import parse_contributors
+
+    for required in (PROJECT, MODEL_TYPE, BASELINE, BENCHMARK_METRIC, CONTRIBUTORS):
+        if not tags.get(required):
+            raise ValidationError(required, "is required on a version that names a baseline")
+    baseline_name, baseline_version = parse_model_id(tags[BASELINE], BASELINE)
+    try:
+        contributors = parse_contributors(tags[CONTRIBUTORS])
+    except ValidationError as exc:
+        raise ValidationError(CONTRIBUTORS + exc.field[len("contributors") :], exc.message) from None
+    return {
+        "project": check_project(tags[PROJECT], PROJECT),
+        "model_type": check_model_type(tags[MODEL_TYPE], MODEL_TYPE),
+        "baseline": tags[BASELINE],
+        "baseline_name": baseline_name,
+        "baseline_version": baseline_version,
+        "benchmark_metric": tags[BENCHMARK_METRIC],
+        "contributors": contributors,
+        "pipeline_run_id": tags.get(PIPELINE_RUN_ID) or None,
+    }

@@ -6,11 +6,8 @@ decisions made from these facts live in ``mlflow_hokusai_plugin.core``.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -18,13 +15,9 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
 
+from mlflow_hokusai_plugin.artifact_digest import directory_digest
 from mlflow_hokusai_plugin.core import tags as T
-from mlflow_hokusai_plugin.core.canonical import manifest_digest
 from mlflow_hokusai_plugin.core.errors import ValidationError
-
-# MLflow writes this file into a download of ``models:/<name>/<version>``; it names the version, so
-# it is not part of the model and must not change the model's digest.
-_DOWNLOAD_ONLY_FILES = {"registered_model_meta"}
 
 
 @dataclass(frozen=True)
@@ -59,25 +52,6 @@ def run_facts(client: MlflowClient, run_id: str | None) -> RunFacts:
                 digest = dataset_input.dataset.digest
                 break
     return RunFacts(run_id, dict(run.data.metrics), digest)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def directory_digest(root: str | os.PathLike) -> str:
-    """sha256 of the canonical manifest (path, sha256, size) of every file under ``root``."""
-    root = Path(root)
-    files = [
-        (path.relative_to(root).as_posix(), file_sha256(path), path.stat().st_size)
-        for path in sorted(root.rglob("*"))
-        if path.is_file() and path.name not in _DOWNLOAD_ONLY_FILES
-    ]
-    return manifest_digest(files)
 
 
 def version_artifact_digest(client: MlflowClient, version: ModelVersion) -> str:

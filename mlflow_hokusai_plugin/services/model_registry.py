@@ -19,13 +19,12 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from mlflow_hokusai_plugin import __version__
-from mlflow_hokusai_plugin.core import attestation, summary
 from mlflow_hokusai_plugin.core import contributors as contrib
+from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.errors import ValidationError
-from mlflow_hokusai_plugin.core.issuance import OnchainTarget, issue_attestation
-from mlflow_hokusai_plugin.core.metrics import compute_improvement
+from mlflow_hokusai_plugin.core.issuance import OnchainTarget, attest_improvement
 from mlflow_hokusai_plugin.services import mlflow_facts
 from mlflow_hokusai_plugin.signer import Signer
 
@@ -248,50 +247,32 @@ class HokusaiModelRegistry:
                 f"{model_id} was measured on benchmark data {facts.dataset_digest}, "
                 f"its baseline {baseline_id} on {baseline_facts.dataset_digest}",
             )
-        improvement = compute_improvement(
-            baseline_facts.metrics,
-            facts.metrics,
-            benchmark_metric,
+        tags = version.tags or {}
+        attested = attest_improvement(
+            self.signer,
+            model_id=model_id,
+            baseline_model_id=baseline_id,
+            benchmark_metric=benchmark_metric,
+            contributors=entries,
+            baseline_metrics=baseline_facts.metrics,
+            candidate_metrics=facts.metrics,
+            baseline_run_id=baseline.run_id,
+            run_id=version.run_id,
+            dataset_digest=facts.dataset_digest or baseline_facts.dataset_digest,
+            model_digest=mlflow_facts.version_artifact_digest(self.client, version),
+            baseline_digest=mlflow_facts.version_artifact_digest(self.client, baseline),
+            created_at=utc_now(),
+            plugin_version=__version__,
+            project=tags.get(T.PROJECT),
+            model_type=tags.get(T.MODEL_TYPE),
+            pipeline_run_id=tags.get(T.PIPELINE_RUN_ID),
+            onchain=self._onchain_target(version.name, metadata),
             # Declared deltas (older API) say which metrics the caller vouches for: compare those.
             metrics=sorted(declared) or None,
             directions=metadata.get("directions"),
         )
+        improvement, attributed, document = attested.improvement, attested.contributors, attested.document
         _check_declared(declared, improvement["metric_deltas"])
-        attributed = contrib.attribute(improvement["delta_one_bps"], entries)
-        digest = mlflow_facts.version_artifact_digest(self.client, version)
-        predicate = attestation.improvement_predicate(
-            model_id=model_id,
-            model_digest=digest,
-            baseline_model_id=baseline_id,
-            baseline_digest=mlflow_facts.version_artifact_digest(self.client, baseline),
-            baseline_run_id=baseline.run_id,
-            run_id=version.run_id,
-            benchmark_metric=benchmark_metric,
-            dataset_digest=facts.dataset_digest or baseline_facts.dataset_digest,
-            baseline_metrics={k: baseline_facts.metrics[k] for k in improvement["metric_deltas"]},
-            candidate_metrics={k: facts.metrics[k] for k in improvement["metric_deltas"]},
-            metric_deltas=improvement["metric_deltas"],
-            delta_one_bps=improvement["delta_one_bps"],
-            contributors=attributed,
-            pipeline_run_id=(version.tags or {}).get(T.PIPELINE_RUN_ID),
-            plugin_version=__version__,
-            created_at=utc_now(),
-            model_type=(version.tags or {}).get(T.MODEL_TYPE),
-            project=(version.tags or {}).get(T.PROJECT),
-        )
-        document = issue_attestation(
-            self.signer,
-            subject_name=f"models:/{model_id}",
-            subject_digest=digest,
-            predicate=predicate,
-            model_id=model_id,
-            baseline_model_id=baseline_id,
-            created_at=predicate["created_at"],
-            model_type=(version.tags or {}).get(T.MODEL_TYPE),
-            onchain=self._onchain_target(version.name, metadata),
-            improvement=improvement,
-            contributors=attributed,
-        )
         self.client.log_dict(version.run_id, document, f"{ATTESTATION_ARTIFACT_DIR}/{document['id']}.json")
         for key, value in {
             T.DELTA_ONE_BPS: str(improvement["delta_one_bps"]),

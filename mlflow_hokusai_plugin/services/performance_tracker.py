@@ -17,14 +17,13 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from mlflow_hokusai_plugin import __version__
-from mlflow_hokusai_plugin.core import attestation
 from mlflow_hokusai_plugin.core import contributors as contrib
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.canonical import canonical_json, sha256_hex
 from mlflow_hokusai_plugin.core.errors import ValidationError
-from mlflow_hokusai_plugin.core.issuance import issue_attestation
-from mlflow_hokusai_plugin.core.metrics import STANDARD_METRICS, compute_improvement
+from mlflow_hokusai_plugin.core.issuance import attest_improvement
+from mlflow_hokusai_plugin.core.metrics import STANDARD_METRICS
 from mlflow_hokusai_plugin.signer import Signer
 
 CONTRIBUTIONS_EXPERIMENT = "hokusai_contributions"
@@ -92,46 +91,31 @@ class PerformanceTracker:
         )
         if not benchmark_metric:
             raise ValidationError("benchmark_metric", "not given and no standard metric is on both sides")
-        improvement = compute_improvement(
-            baseline_metrics, improved_metrics, benchmark_metric, directions=directions
-        )
         entries = contrib.parse_contributors(_entries(data_contribution))
-        attributed = contrib.attribute(improvement["delta_one_bps"], entries)
         data_hash = data_contribution.get("data_hash") or sha256_hex(canonical_json(dict(data_contribution)))
         if not (isinstance(data_hash, str) and len(data_hash) == 64 and _is_hex(data_hash)):
             raise ValidationError("data_contribution.data_hash", "must be the sha256 hex digest of the data")
-        created_at = created_at or utc_now()
-        model_id = data_contribution.get("model_id") or f"contribution:{data_hash}"
-        baseline_id = data_contribution.get("baseline_model_id") or "unregistered"
-        predicate = attestation.improvement_predicate(
-            model_id=model_id,
-            model_digest=data_contribution.get("model_digest"),
-            baseline_model_id=baseline_id,
-            baseline_digest=data_contribution.get("baseline_digest"),
+        attested = attest_improvement(
+            self.signer,
+            model_id=data_contribution.get("model_id") or f"contribution:{data_hash}",
+            baseline_model_id=data_contribution.get("baseline_model_id") or "unregistered",
+            benchmark_metric=benchmark_metric,
+            contributors=entries,
+            baseline_metrics=baseline_metrics,
+            candidate_metrics=improved_metrics,
             baseline_run_id=data_contribution.get("baseline_run_id"),
             run_id=data_contribution.get("run_id"),
-            benchmark_metric=benchmark_metric,
             dataset_digest=data_contribution.get("dataset_digest"),
-            baseline_metrics={k: d["baseline_value"] for k, d in improvement["metric_deltas"].items()},
-            candidate_metrics={k: d["new_value"] for k, d in improvement["metric_deltas"].items()},
-            metric_deltas=improvement["metric_deltas"],
-            delta_one_bps=improvement["delta_one_bps"],
-            contributors=attributed,
-            pipeline_run_id=data_contribution.get("pipeline_run_id"),
+            model_digest=data_contribution.get("model_digest"),
+            baseline_digest=data_contribution.get("baseline_digest"),
+            created_at=created_at or utc_now(),
             plugin_version=__version__,
-            created_at=created_at,
+            pipeline_run_id=data_contribution.get("pipeline_run_id"),
+            directions=directions,
+            # Without a registered model the contributed data is what the Statement is about.
+            subject=(f"hokusai-contribution:{data_hash}", data_hash),
         )
-        # Without a registered model the contributed data is what the Statement is about.
-        document = issue_attestation(
-            self.signer,
-            subject_name=f"hokusai-contribution:{data_hash}",
-            subject_digest=data_hash,
-            predicate=predicate,
-            model_id=model_id,
-            baseline_model_id=baseline_id,
-            created_at=created_at,
-        )
-        return improvement, document
+        return attested.improvement, attested.document
 
     def log_contribution_impact(
         self,

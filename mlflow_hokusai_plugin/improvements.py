@@ -1,0 +1,309 @@
+"""Server side: turn a tagged model version into lineage, deltas and a signed attestation.
+
+The registry store plugin calls :meth:`Registrar.validate` before MLflow writes anything (bad tags
+fail the MLflow call and nothing is written), then :meth:`Registrar.complete` after MLflow's write.
+Between the two the version carries ``hokusai.attestation.status=pending``: if the process dies
+there, :meth:`Registrar.reconcile` (``hokusai reconcile``, and every server start) completes it.
+``complete`` is idempotent: the plugin tables' unique constraints make the first writer win.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mlflow_hokusai_plugin import __version__
+from mlflow_hokusai_plugin.artifact_digest import artifact_uri_digest
+from mlflow_hokusai_plugin.core import summary
+from mlflow_hokusai_plugin.core import tags as T
+from mlflow_hokusai_plugin.core.addresses import to_checksum_address
+from mlflow_hokusai_plugin.core.canonical import canonical_json
+from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.core.issuance import AttestedImprovement, OnchainTarget, attest_improvement
+from mlflow_hokusai_plugin.core.metrics import compute_improvement
+from mlflow_hokusai_plugin.db.store import HokusaiStore
+from mlflow_hokusai_plugin.services.mlflow_facts import RunFacts, run_facts
+
+_logger = logging.getLogger(__name__)
+
+# Crash drills only: seconds to sleep after MLflow's write and before the Hokusai records, so a
+# test can kill -9 the server exactly there. Never set in a deployment.
+FAULT_DELAY_ENV = "HOKUSAI_FAULT_DELAY_AFTER_MLFLOW_WRITE"
+
+
+class RegistryAccess(Protocol):
+    """The registry operations the registrar needs, without the plugin's hooks around them."""
+
+    def get_model_version(self, name: str, version: str | int) -> Any: ...
+
+    def get_registered_model(self, name: str) -> Any: ...
+
+    def set_tag(self, name: str, version: str | int, key: str, value: str) -> None: ...
+
+    def set_description(self, name: str, version: str | int, description: str) -> None: ...
+
+    def pending_versions(self) -> list[tuple[str, str]]: ...
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated improvement, ready to be attested once MLflow has written the version."""
+
+    tags: dict
+    baseline_facts: RunFacts
+    candidate_facts: RunFacts
+
+
+def utc_iso(epoch_ms: int | None = None) -> str:
+    seconds = (epoch_ms if epoch_ms is not None else int(time.time() * 1000)) / 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
+
+
+class Registrar:
+    """Validates, attests and records improvements; one per server process."""
+
+    def __init__(
+        self,
+        *,
+        registry: RegistryAccess,
+        tracking: Any,
+        store: HokusaiStore,
+        signer: Callable[[], Any],
+        onchain: Callable[[str], OnchainTarget | None] | None = None,
+        audit: Any = None,
+    ) -> None:
+        self.registry = registry
+        self.tracking = tracking
+        self.store = store
+        self._signer = signer
+        self._onchain = onchain or (lambda name: None)
+        self.audit = audit
+
+    # -- before MLflow writes -----------------------------------------------------------------
+
+    def validate(
+        self, tags: dict[str, str], run_id: str | None, child_model_id: str | None = None
+    ) -> Prepared:
+        """Check every Hokusai fact of a version about to be written; raise ValidationError if wrong."""
+        parsed = T.parse_improvement_tags(tags)
+        baseline = self._version(parsed["baseline_name"], parsed["baseline_version"])
+        if child_model_id is not None and self._is_ancestor(child_model_id, parsed["baseline"]):
+            raise ValidationError(T.BASELINE, f"{parsed['baseline']} descends from {child_model_id}: a cycle")
+        metric = parsed["benchmark_metric"]
+        baseline_facts = run_facts(self.tracking, baseline.run_id)
+        candidate_facts = run_facts(self.tracking, run_id)
+        if not run_id:
+            raise ValidationError("run_id", "an improved version needs the source run that measured it")
+        for side, facts in (("baseline", baseline_facts), ("candidate", candidate_facts)):
+            if metric not in facts.metrics:
+                raise ValidationError(
+                    T.BENCHMARK_METRIC, f"the {side} source run {facts.run_id} did not log metric '{metric}'"
+                )
+            if not facts.dataset_digest:
+                raise ValidationError(
+                    T.BENCHMARK_DATASET_DIGEST,
+                    f"the {side} source run {facts.run_id} names no benchmark dataset digest (run tag "
+                    f"{T.BENCHMARK_DATASET_DIGEST} or a dataset input with context "
+                    f"'{T.BENCHMARK_INPUT_CONTEXT}')",
+                )
+        if baseline_facts.dataset_digest != candidate_facts.dataset_digest:
+            raise ValidationError(
+                T.BENCHMARK_DATASET_DIGEST,
+                f"measured on benchmark data {candidate_facts.dataset_digest}, but the baseline "
+                f"{parsed['baseline']} on {baseline_facts.dataset_digest}",
+            )
+        # Computing it now refuses NaN, infinities and metrics with no known direction up front.
+        compute_improvement(baseline_facts.metrics, candidate_facts.metrics, metric)
+        return Prepared(parsed, baseline_facts, candidate_facts)
+
+    # -- after MLflow has written -------------------------------------------------------------
+
+    def complete(self, name: str, version: str | int) -> dict | None:
+        """Attest and record an improved version; returns the stored attestation document.
+
+        Idempotent: a version already recorded only gets its server tags (re)written.
+        """
+        delay = os.environ.get(FAULT_DELAY_ENV)
+        if delay:
+            time.sleep(float(delay))
+        mv = self.registry.get_model_version(name, version)
+        tags = dict(mv.tags or {})
+        if T.BASELINE not in tags:
+            return None
+        model_id = T.format_model_id(mv.name, mv.version)
+        document = self.store.attestation_for(model_id, tags[T.BASELINE])
+        if document is None:
+            prepared = self.validate(tags, mv.run_id)
+            attested = self._attest(mv, prepared)
+            document = self.store.record_improvement(
+                self._edge(model_id, prepared, attested),
+                attested.document,
+                self._contributions(model_id, attested),
+            )
+            if document is attested.document and self.audit is not None:
+                self.audit.append(
+                    actor="hokusai",
+                    action="hokusai.attest",
+                    target=f"model_version:{model_id}",
+                    after={
+                        "attestation_id": document["id"],
+                        "delta_one_bps": attested.improvement["delta_one_bps"],
+                    },
+                )
+        self._write_server_tags(mv, document)
+        return document
+
+    def reconcile(self) -> list[dict]:
+        """Complete every version left pending (a crash between MLflow's write and ours)."""
+        results = []
+        for name, version in self.registry.pending_versions():
+            try:
+                document = self.complete(name, version)
+                results.append(
+                    {"model_id": f"{name}/{version}", "status": "signed", "attestation_id": document["id"]}
+                )
+            except ValidationError as exc:
+                # The facts changed under it (a run deleted, a tag edited): it can never be signed.
+                self.registry.set_tag(name, version, T.ATTESTATION_STATUS, T.STATUS_FAILED)
+                results.append({"model_id": f"{name}/{version}", "status": "failed", "error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - one bad version must not stop the others
+                _logger.exception("reconcile of %s/%s failed; it stays pending", name, version)
+                results.append({"model_id": f"{name}/{version}", "status": "pending", "error": str(exc)})
+        return results
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _attest(self, mv: Any, prepared: Prepared) -> AttestedImprovement:
+        parsed = prepared.tags
+        baseline = self._version(parsed["baseline_name"], parsed["baseline_version"])
+        return attest_improvement(
+            self._signer(),
+            model_id=T.format_model_id(mv.name, mv.version),
+            baseline_model_id=parsed["baseline"],
+            benchmark_metric=parsed["benchmark_metric"],
+            contributors=parsed["contributors"],
+            baseline_metrics=prepared.baseline_facts.metrics,
+            candidate_metrics=prepared.candidate_facts.metrics,
+            baseline_run_id=baseline.run_id,
+            run_id=mv.run_id,
+            dataset_digest=prepared.candidate_facts.dataset_digest,
+            model_digest=self._artifact_digest(mv),
+            baseline_digest=self._artifact_digest(baseline),
+            created_at=utc_iso(),
+            plugin_version=__version__,
+            project=parsed["project"],
+            model_type=parsed["model_type"],
+            pipeline_run_id=parsed["pipeline_run_id"],
+            onchain=self._onchain(mv.name),
+        )
+
+    def _artifact_digest(self, mv: Any) -> str:
+        known = (mv.tags or {}).get(T.ARTIFACT_DIGEST)
+        if known:
+            return known
+        digest = artifact_uri_digest(self._artifact_location(mv.source))
+        self.registry.set_tag(mv.name, mv.version, T.ARTIFACT_DIGEST, digest)
+        return digest
+
+    def _artifact_location(self, source: str, hops: int = 0) -> str:
+        """Where a version's files are: logged models, runs:/ and models:/name/version resolved."""
+        if hops > 10:
+            raise ValidationError("source", f"{source} resolves through too many models:/ hops")
+        if source.startswith("models:/m-"):
+            return self.tracking.get_logged_model(
+                source[len("models:/") :].split("/", 1)[0]
+            ).artifact_location
+        if source.startswith("models:/"):
+            name, _, rest = source[len("models:/") :].partition("/")
+            return self._artifact_location(self.registry.get_model_version(name, rest).source, hops + 1)
+        if source.startswith("runs:/"):
+            run_id, _, path = source[len("runs:/") :].partition("/")
+            return self.tracking.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + path
+        return source
+
+    def _write_server_tags(self, mv: Any, document: dict) -> None:
+        statement_deltas, delta_one = _predicate_summary(document)
+        wanted = {
+            T.DELTA_ONE_BPS: str(delta_one),
+            T.ATTESTATION_ID: document["id"],
+            T.ATTESTER: document["attester"],
+            T.ATTESTATION_STATUS: T.STATUS_SIGNED,
+        }
+        current = mv.tags or {}
+        predicate = _predicate(document)
+        markdown = summary.improvement_markdown(
+            baseline_model_id=document["baseline_model_id"],
+            benchmark_metric=predicate["benchmark"]["metric"],
+            metric_deltas=statement_deltas,
+            delta_one_bps=delta_one,
+            contributors=predicate["contributors"],
+            attestation_id=document["id"],
+        )
+        if summary.MARKER not in (mv.description or "") or document["id"] not in (mv.description or ""):
+            self.registry.set_description(
+                mv.name, mv.version, summary.replace_summary(mv.description, markdown)
+            )
+        # The status tag goes last: "signed" must mean every other fact is already in place.
+        for key, value in wanted.items():
+            if current.get(key) != value:
+                self.registry.set_tag(mv.name, mv.version, key, value)
+
+    @staticmethod
+    def _edge(model_id: str, prepared: Prepared, attested: AttestedImprovement) -> dict:
+        improvement = attested.improvement
+        return {
+            "child_model_id": model_id,
+            "parent_model_id": prepared.tags["baseline"],
+            "project": prepared.tags["project"],
+            "model_type": prepared.tags["model_type"],
+            "benchmark_metric": improvement["benchmark_metric"],
+            "baseline_score_bps": improvement["baseline_score_bps"],
+            "candidate_score_bps": improvement["candidate_score_bps"],
+            "delta_one_bps": improvement["delta_one_bps"],
+            "metric_deltas": canonical_json(improvement["metric_deltas"]).decode(),
+        }
+
+    @staticmethod
+    def _contributions(model_id: str, attested: AttestedImprovement) -> list[dict]:
+        project = _predicate(attested.document)["model"]["project"]
+        return [
+            {
+                "address": to_checksum_address(entry["address"]),
+                "model_id": model_id,
+                "project": project,
+                "weight_bps": entry["weight_bps"],
+                "samples": entry.get("samples"),
+                "attributed_bps": entry["attributed_bps"],
+            }
+            for entry in attested.contributors
+        ]
+
+    def _version(self, name: str, version: int | str) -> Any:
+        try:
+            return self.registry.get_model_version(name, str(version))
+        except Exception as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                raise ValidationError(
+                    T.BASELINE, f"model version '{name}/{version}' does not exist"
+                ) from None
+            raise
+
+    def _is_ancestor(self, candidate: str, start: str) -> bool:
+        upstream = self.store.lineage(start, direction="upstream")["edges"]
+        return candidate == start or any(edge["parent_model_id"] == candidate for edge in upstream)
+
+
+def _predicate(document: dict) -> dict:
+    import base64
+
+    return json.loads(base64.b64decode(document["dsse"]["payload"]))["predicate"]
+
+
+def _predicate_summary(document: dict) -> tuple[dict, int]:
+    predicate = _predicate(document)
+    return predicate["metric_deltas"], predicate["delta_one_bps"]

@@ -1,0 +1,138 @@
+"""The ``hokusai`` app factory: ``mlflow server --app-name hokusai``.
+
+Like MLflow's basic-auth app, it configures MLflow's own Flask app and, under uvicorn (the 3.x
+default), wraps it in MLflow's FastAPI app: returning the bare Flask app there makes every request
+a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from flask import Flask, g, request
+
+from mlflow_hokusai_plugin.server import views
+from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER, HokusaiConfig, load_signer
+from mlflow_hokusai_plugin.server.request_context import REQUEST_ID_HEADER, current_request_id
+
+_logger = logging.getLogger(__name__)
+
+STORE_SCHEMES = ("hokusai+postgresql", "hokusai+sqlite")
+
+
+class StartupError(RuntimeError):
+    """The server must not start (no attester key, a store without the Hokusai scheme...)."""
+
+
+class HokusaiState:
+    """What the routes share in one worker: configuration, attester, stores."""
+
+    dev_mode_banner = DEV_MODE_BANNER
+
+    def __init__(self, config: HokusaiConfig, attester: str, ephemeral_key: bool) -> None:
+        self.config = config
+        self.attester = attester
+        self.ephemeral_key = ephemeral_key
+
+    @staticmethod
+    def registry_store() -> Any:
+        from mlflow.server.handlers import _get_model_registry_store
+
+        return _get_model_registry_store()
+
+    def hokusai_store(self) -> Any:
+        return self.registry_store().hokusai
+
+    def readiness(self) -> dict[str, dict]:
+        checks = {}
+        try:
+            from sqlalchemy import text
+
+            with self.registry_store().engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            checks["database"] = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            checks["database"] = {"ok": False, "error": type(exc).__name__}
+        checks["attester_key"] = {"ok": True, "address": self.attester, "ephemeral": self.ephemeral_key}
+        checks["artifact_store"] = _artifact_store_check()
+        return checks
+
+
+def _artifact_store_check() -> dict:
+    from mlflow_hokusai_plugin.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
+
+    destination = os.environ.get(SERVER_ARTIFACT_DESTINATION_ENV)
+    if not destination:
+        return {"ok": True, "detail": "artifacts are not proxied by this server"}
+    try:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        get_artifact_repository(destination).list_artifacts("")
+        return {"ok": True}
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def _check_store_uris() -> None:
+    from mlflow.server import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
+
+    backend = os.environ.get(BACKEND_STORE_URI_ENV_VAR, "")
+    registry = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or backend
+    if not registry.startswith(tuple(s + "://" for s in STORE_SCHEMES)):
+        raise StartupError(
+            "the hokusai app needs a Hokusai store: start the server with "
+            "--backend-store-uri hokusai+postgresql://... or hokusai+sqlite:///... "
+            f"(got {registry.split('://', 1)[0] or 'none'}://)"
+        )
+
+
+def _reconcile_in_background() -> None:
+    """Complete registrations a crash left pending; in a thread so the worker serves meanwhile."""
+
+    def run() -> None:
+        try:
+            results = HokusaiState.registry_store().registrar.reconcile()
+            if results:
+                _logger.warning("hokusai reconcile at start: %s", results)
+        except Exception:  # noqa: BLE001 - a failed pass is retried at the next start or by the CLI
+            _logger.exception("hokusai reconcile at start failed")
+
+    threading.Thread(target=run, name="hokusai-reconcile", daemon=True).start()
+
+
+def create_app(app: Flask | None = None) -> Any:
+    """Configure MLflow's Flask app with the Hokusai routes and return the app to serve."""
+    from mlflow.server import app as mlflow_app
+
+    app = app or mlflow_app
+    config = HokusaiConfig.from_env()
+    _check_store_uris()
+    signer, ephemeral = load_signer()
+    if ephemeral:
+        _logger.warning("!" * 100 + "\n%s\n%s\n" + "!" * 100, DEV_MODE_BANNER, f"attester {signer.address}")
+    app.extensions["hokusai"] = HokusaiState(config, signer.address, ephemeral)
+    # The registry store builds the Hokusai tables on first use; build it now so a broken
+    # database stops the server at start rather than at the first request.
+    HokusaiState.registry_store()
+    app.register_blueprint(views.blueprint)
+
+    @app.before_request
+    def _remember_request() -> None:
+        g.hokusai_request_id = None
+        current_request_id()
+
+    @app.after_request
+    def _echo_request_id(response):
+        if request.path.startswith(("/api/", "/ajax-api/")):
+            response.headers[REQUEST_ID_HEADER] = current_request_id() or ""
+        return response
+
+    _reconcile_in_background()
+    if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn":
+        from mlflow.server.fastapi_app import create_fastapi_app
+
+        return create_fastapi_app(app)
+    return app

@@ -1,0 +1,108 @@
+"""Server configuration from the environment (the ``HOKUSAI_*`` variables of contract.md)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow_hokusai_plugin.core.addresses import to_checksum_address
+from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.core.issuance import OnchainTarget
+from mlflow_hokusai_plugin.signer import ENV_KEY, ENV_KEYSTORE, Signer, SignerError
+
+_logger = logging.getLogger(__name__)
+
+AUTH_MODES = ("apikey", "basic", "none")
+DEV_MODE_BANNER = (
+    "HOKUSAI DEV MODE: attestations are signed with an EPHEMERAL key that is lost when the server "
+    "stops; never use this for anything real"
+)
+
+
+class ConfigError(SignerError):
+    """The server cannot start with this configuration."""
+
+
+@dataclass(frozen=True)
+class HokusaiConfig:
+    dev_mode: bool
+    auth: str
+    ratelimit_storage_uri: str
+    chain_id: int | None
+    verifying_contract: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HokusaiConfig:
+        env = os.environ if environ is None else environ
+        dev_mode = env.get("HOKUSAI_DEV_MODE", "") == "1"
+        auth = env.get("HOKUSAI_AUTH", "apikey")
+        if auth not in AUTH_MODES:
+            raise ConfigError(f"HOKUSAI_AUTH={auth!r}: expected one of {', '.join(AUTH_MODES)}")
+        if auth == "none" and not dev_mode:
+            raise ConfigError("HOKUSAI_AUTH=none is only allowed with HOKUSAI_DEV_MODE=1")
+        chain_id, contract = env.get("HOKUSAI_CHAIN_ID"), env.get("HOKUSAI_VERIFYING_CONTRACT")
+        if bool(chain_id) != bool(contract):
+            raise ConfigError("set both HOKUSAI_CHAIN_ID and HOKUSAI_VERIFYING_CONTRACT, or neither")
+        if chain_id and not chain_id.isdigit():
+            raise ConfigError(f"HOKUSAI_CHAIN_ID={chain_id!r} is not a decimal chain id")
+        try:
+            contract = to_checksum_address(contract, "HOKUSAI_VERIFYING_CONTRACT") if contract else None
+        except ValidationError as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(
+            dev_mode=dev_mode,
+            auth=auth,
+            ratelimit_storage_uri=env.get("HOKUSAI_RATELIMIT_STORAGE_URI", "memory://"),
+            chain_id=int(chain_id) if chain_id else None,
+            verifying_contract=contract,
+        )
+
+    def onchain_target(self, onchain_model_id: str | None) -> OnchainTarget | None:
+        """The DeltaVerifier target for a registered model's ``hokusai.onchain_model_id``."""
+        if not onchain_model_id:
+            return None
+        if self.chain_id is None or self.verifying_contract is None:
+            raise ValidationError(
+                "hokusai.onchain_model_id",
+                "the model has an on-chain id but the server has no "
+                "HOKUSAI_CHAIN_ID / HOKUSAI_VERIFYING_CONTRACT",
+            )
+        if not onchain_model_id.isdigit():
+            raise ValidationError(
+                "hokusai.onchain_model_id", f"{onchain_model_id!r} is not a decimal uint256"
+            )
+        return OnchainTarget(self.chain_id, self.verifying_contract, int(onchain_model_id))
+
+
+def load_signer(environ: Mapping[str, str] | None = None) -> tuple[Signer, bool]:
+    """The attester: configured, or (dev mode only) ephemeral. Returns (signer, is_ephemeral).
+
+    Every worker of one ``mlflow server`` must sign with the same ephemeral key, so the key is
+    kept in a 0600 file named after the server's boot id, which MLflow gives all its workers.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(ENV_KEY) or env.get(ENV_KEYSTORE):
+        return Signer.from_env(env), False
+    if env.get("HOKUSAI_DEV_MODE", "") != "1":
+        raise ConfigError(
+            f"no attester key: set {ENV_KEY} (0x-hex) or {ENV_KEYSTORE} + HOKUSAI_ATTESTER_PASSWORD; "
+            "for a throwaway local server set HOKUSAI_DEV_MODE=1"
+        )
+    boot_id = env.get("_MLFLOW_SERVER_BOOT_ID") or str(os.getppid())
+    # The boot id is no secret: a dev-mode key protects nothing and lives as long as the server.
+    path = Path(tempfile.gettempdir()) / f"hokusai-dev-attester-{boot_id}.json"
+    if not path.exists():
+        draft = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        Signer.generate().write_keystore(draft, boot_id)
+        try:
+            # link() is atomic and refuses an existing name: the first worker's key wins.
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return Signer.from_keystore(path, boot_id), True

@@ -1,0 +1,24 @@
+"""Paths of the Hokusai REST routes.
+
+Like MLflow's own routes, each lives under ``/api/2.0/...`` (clients) and ``/ajax-api/2.0/...``
+(the browser UI); :func:`both` gives the pair.
+"""
+
+from __future__ import annotations
+
+API_PREFIX = "/api/2.0/hokusai"
+AJAX_API_PREFIX = "/ajax-api/2.0/hokusai"
+
+HEALTH_LIVE = "/health/live"
+HEALTH_READY = "/health/ready"
+GET_ATTESTATION = "/attestations/<attestation_id>"
+LIST_ATTESTATIONS = "/attestations"
+
+
+def both(path: str) -> tuple[str, str]:
+    """The API and AJAX-API forms of a route path.
+
+    >>> both(HEALTH_LIVE)
+    ('/api/2.0/hokusai/health/live', '/ajax-api/2.0/hokusai/health/live')
+    """
+    return API_PREFIX + path, AJAX_API_PREFIX + path

@@ -119,6 +119,63 @@ def attestation_verify(file, attesters: tuple[str, ...], threshold: int, as_json
     sys.exit(0 if verdict.valid else 1)
 
 
+STORE_URI_HELP = "The server's backend store URI (hokusai+postgresql://... or hokusai+sqlite:///...)."
+
+
+@main.group()
+def db() -> None:
+    """The plugin tables."""
+
+
+@db.command("upgrade")
+@click.argument("url")
+def db_upgrade(url: str) -> None:
+    """Create or upgrade the plugin tables at URL (MLflow's own tables: `mlflow db upgrade`)."""
+    from mlflow_hokusai_plugin.db.migrate import upgrade
+
+    click.echo(f"hokusai tables at revision {upgrade(url)}")
+
+
+@main.command()
+@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@click.option(
+    "--artifacts-destination",
+    envvar="_MLFLOW_SERVER_ARTIFACT_DESTINATION",
+    help="The server's --artifacts-destination, to read models stored as mlflow-artifacts:/ URIs.",
+)
+def reconcile(store_uri: str, artifacts_destination: str | None) -> None:
+    """Complete registrations a crash left pending (the server also does this at every start)."""
+    import os
+
+    from mlflow_hokusai_plugin.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
+    from mlflow_hokusai_plugin.store.registry import HokusaiRegistryStore
+
+    if artifacts_destination:
+        os.environ[SERVER_ARTIFACT_DESTINATION_ENV] = artifacts_destination
+    results = HokusaiRegistryStore(store_uri).registrar.reconcile()
+    for result in results:
+        detail = f" ({result['error']})" if "error" in result else ""
+        click.echo(f"{result['model_id']}: {result['status']}{detail}")
+    click.echo(f"{len(results)} pending registration(s) examined")
+    sys.exit(0 if all(result["status"] == "signed" for result in results) else 1)
+
+
+@main.group()
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("verify")
+@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+def audit_verify(store_uri: str) -> None:
+    """Check the audit hash chain; name the first altered, inserted or deleted entry."""
+    from mlflow_hokusai_plugin.audit import AuditLog
+
+    report = AuditLog.from_store_uri(store_uri).verify()
+    click.echo(("OK: " if report.ok else "BROKEN: ") + report.message)
+    sys.exit(0 if report.ok else 1)
+
+
 @main.command()
 @click.option(
     "--workdir",

@@ -58,3 +58,75 @@ def tracking_uri(mlflow_server, monkeypatch):
     yield mlflow_server.url
     mlflow.set_tracking_uri(None) if hasattr(mlflow, "set_tracking_uri") else None
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+class HokusaiServers:
+    """Starts ``mlflow server --app-name hokusai`` processes; stops them at the end of the session.
+
+    ``start(backend="postgresql"|"sqlite", workers=2, gunicorn=False, env={...})`` returns a running
+    MlflowServerProcess with artifacts in S3 (moto). Each call gets a fresh database unless
+    ``store_uri`` is given (to restart a server on the same database).
+    """
+
+    def __init__(self, postgres, s3, tmp_path_factory) -> None:
+        self.postgres, self.s3, self.tmp = postgres, s3, tmp_path_factory
+        self.attester_key = "0x" + "5e" * 32
+        self._running: list[MlflowServerProcess] = []
+        self._databases: list[str] = []
+
+    def store_uri(self, backend: str = "postgresql") -> str:
+        if backend == "sqlite":
+            return f"hokusai+sqlite:///{self.tmp.mktemp('hokusai-sqlite') / 'mlflow.db'}"
+        url = self.postgres.create_database()
+        self._databases.append(url)
+        return "hokusai+postgresql://" + url.split("://", 1)[1]
+
+    def start(
+        self,
+        backend: str = "postgresql",
+        *,
+        workers: int = 2,
+        gunicorn: bool = False,
+        env: dict | None = None,
+        store_uri: str | None = None,
+    ) -> MlflowServerProcess:
+        store_uri = store_uri or self.store_uri(backend)
+        extra = ["--gunicorn-opts", f"--workers {workers} --timeout 120"] if gunicorn else []
+        server = MlflowServerProcess(
+            store_uri,
+            f"s3://{self.s3.bucket}/hokusai-artifacts",
+            workers=workers,
+            app_name="hokusai",
+            env={
+                **self.s3.env,
+                "HOKUSAI_ATTESTER_KEY": self.attester_key,
+                "HOKUSAI_AUTH": "none",
+                "HOKUSAI_DEV_MODE": "1",
+                **(env or {}),
+            },
+            log_path=log_dir() / f"hokusai-{uuid.uuid4().hex[:6]}.log",
+            extra_args=extra,
+        )
+        server.store_uri = store_uri
+        server.start(timeout=120)
+        self._running.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self._running:
+            server.stop()
+        for url in self._databases:
+            self.postgres.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def hokusai_servers(postgres, s3, tmp_path_factory):
+    servers = HokusaiServers(postgres, s3, tmp_path_factory)
+    yield servers
+    servers.stop_all()
+
+
+@pytest.fixture(scope="session")
+def hokusai_server(hokusai_servers):
+    """One shared hokusai server: uvicorn, 2 workers, PostgreSQL, S3."""
+    return hokusai_servers.start("postgresql", workers=2)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, create_engine, event, select, text
+from sqlalchemy import and_, bindparam, create_engine, event, func, or_, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -138,12 +138,73 @@ class HokusaiStore:
             "edges": sorted(edges.values(), key=lambda e: (e["depth"], e["child_model_id"])),
         }
 
-    def contributions_of(self, address: str) -> list[dict]:
+    def contributor_impact(
+        self, address: str, *, max_results: int = 100, after: tuple[int, int] | None = None
+    ) -> dict:
+        """Totals and one page of a contributor's contributions (oldest first).
+
+        ``after`` is the (created_at, id) of the last contribution of the previous page: keyset
+        pagination, so a page costs the same however deep it is.
+        """
+        with self.sessions() as session:
+            per_project = session.execute(
+                select(
+                    Contribution.project,
+                    func.count(func.distinct(Contribution.model_id)),
+                    func.coalesce(func.sum(Contribution.attributed_bps), 0),
+                    func.min(Contribution.created_at),
+                    func.max(Contribution.created_at),
+                )
+                .where(Contribution.address == address)
+                .group_by(Contribution.project)
+            ).all()
+            page_query = select(Contribution).where(Contribution.address == address)
+            if after is not None:
+                page_query = page_query.where(
+                    or_(
+                        Contribution.created_at > after[0],
+                        and_(Contribution.created_at == after[0], Contribution.id > after[1]),
+                    )
+                )
+            rows = (
+                session.execute(
+                    page_query.order_by(Contribution.created_at, Contribution.id).limit(max_results + 1)
+                )
+                .scalars()
+                .all()
+            )
+        has_more = len(rows) > max_results
+        rows = rows[:max_results]
+        return {
+            "address": address,
+            "total_models_improved": sum(row[1] for row in per_project),
+            "total_attributed_bps": sum(int(row[2]) for row in per_project),
+            "projects": {
+                row[0]: {"models_improved": row[1], "attributed_bps": int(row[2])} for row in per_project
+            },
+            "first_contribution": min((row[3] for row in per_project), default=None),
+            "last_contribution": max((row[4] for row in per_project), default=None),
+            "contributions": [_contribution_dict(row) for row in rows],
+            "next": (rows[-1].created_at, rows[-1].id) if has_more else None,
+        }
+
+    def projects(self) -> list[dict]:
+        """Every project with an attested improvement: models improved and DeltaOne awarded."""
         with self.sessions() as session:
             rows = session.execute(
-                select(Contribution).where(Contribution.address == address).order_by(Contribution.created_at)
-            ).scalars()
-            return [_contribution_dict(row) for row in rows]
+                select(
+                    LineageEdge.project,
+                    func.count(LineageEdge.id),
+                    func.coalesce(func.sum(LineageEdge.delta_one_bps), 0),
+                    func.max(LineageEdge.created_at),
+                )
+                .group_by(LineageEdge.project)
+                .order_by(LineageEdge.project)
+            ).all()
+        return [
+            {"project": r[0], "improvements": r[1], "delta_one_bps": int(r[2]), "last_improvement": r[3]}
+            for r in rows
+        ]
 
     def _start_nodes(self, model_id: str) -> list[str]:
         if "/" in model_id:

@@ -13,6 +13,8 @@ HEALTH_LIVE = "/health/live"
 HEALTH_READY = "/health/ready"
 GET_ATTESTATION = "/attestations/<attestation_id>"
 LIST_ATTESTATIONS = "/attestations"
+MODEL_LINEAGE = "/models/<path:model_id>/lineage"
+CONTRIBUTOR_IMPACT = "/contributors/<address>/impact"
 
 
 def both(path: str) -> tuple[str, str]:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
+from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.core.lineage import LINEAGE_DIRECTIONS, lineage_graph
+from mlflow_hokusai_plugin.core.pagination import decode_page_token, encode_page_token
+from mlflow_hokusai_plugin.core.tags import parse_model_id
 from mlflow_hokusai_plugin.server import routes
 from mlflow_hokusai_plugin.server.errors import invalid_parameter, not_found
 
@@ -65,3 +69,53 @@ def list_attestations():
 @blueprint.app_errorhandler(ValidationError)
 def _validation_error(exc: ValidationError):
     return invalid_parameter(exc)
+
+
+@_route(routes.MODEL_LINEAGE, methods=["GET"])
+def model_lineage(model_id: str):
+    direction = request.args.get("direction", "both")
+    if direction not in LINEAGE_DIRECTIONS:
+        raise ValidationError("direction", f"must be one of {', '.join(LINEAGE_DIRECTIONS)}")
+    max_depth = _int_arg("max_depth", default=None, minimum=1, maximum=100_000)
+    if not _model_exists(model_id):
+        return not_found(f"model '{model_id}' does not exist")
+    graph = _state().hokusai_store().lineage(model_id, direction=direction, max_depth=max_depth)
+    return jsonify(lineage_graph(model_id, direction, graph["edges"]))
+
+
+@_route(routes.CONTRIBUTOR_IMPACT, methods=["GET"])
+def contributor_impact(address: str):
+    checksummed = to_checksum_address(address, "address")
+    max_results = _int_arg("max_results", default=100, minimum=1, maximum=1000)
+    after = decode_page_token(request.args.get("page_token"))
+    impact = _state().hokusai_store().contributor_impact(checksummed, max_results=max_results, after=after)
+    following = impact.pop("next")
+    if following is not None:
+        impact["next_page_token"] = encode_page_token(following)
+    return jsonify(impact)
+
+
+def _int_arg(name: str, *, default: int | None, minimum: int, maximum: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise ValidationError(name, f"must be an integer from {minimum} to {maximum}, got {raw!r}")
+    return int(raw)
+
+
+def _model_exists(model_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    store = _state().registry_store()
+    try:
+        if "/" in model_id:
+            name, version = parse_model_id(model_id)
+            store.get_model_version(name, str(version))
+        else:
+            store.get_registered_model(model_id)
+        return True
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise

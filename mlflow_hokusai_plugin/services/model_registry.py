@@ -7,6 +7,7 @@ stored as an artifact of the improved version's source run, under ``hokusai/atte
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -25,7 +26,9 @@ from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import OnchainTarget, attest_improvement
+from mlflow_hokusai_plugin.core.metrics import compute_improvement
 from mlflow_hokusai_plugin.services import mlflow_facts
+from mlflow_hokusai_plugin.services.hokusai_server import as_validation_error, hokusai_app_client
 from mlflow_hokusai_plugin.signer import Signer
 
 ATTESTATION_ARTIFACT_DIR = "hokusai/attestations"
@@ -66,6 +69,11 @@ class HokusaiModelRegistry:
         self._signer = signer
 
     @property
+    def server(self) -> Any | None:
+        """The Hokusai server's app client when the tracking server is one (it then attests)."""
+        return hokusai_app_client(self.tracking_uri)
+
+    @property
     def signer(self) -> Signer:
         """The local attester (``HOKUSAI_ATTESTER_KEY`` or keystore unless one was given)."""
         if self._signer is None:
@@ -96,7 +104,10 @@ class HokusaiModelRegistry:
         project = T.check_project(project or metadata.get("project") or DEFAULT_PROJECT)
         benchmark_metric = benchmark_metric or metadata.get("benchmark_metric")
         name = name or metadata.get("name") or f"hokusai_{model_type}"
-        tags = {T.PROJECT: project, T.MODEL_TYPE: model_type, T.ATTESTATION_STATUS: T.STATUS_NOT_APPLICABLE}
+        tags = {T.PROJECT: project, T.MODEL_TYPE: model_type}
+        if self.server is None:
+            # A Hokusai server writes its own status tags and refuses them from clients.
+            tags[T.ATTESTATION_STATUS] = T.STATUS_NOT_APPLICABLE
         if benchmark_metric:
             tags[T.BENCHMARK_METRIC] = benchmark_metric
         source_uri = self._model_uri(model, metadata)
@@ -111,7 +122,8 @@ class HokusaiModelRegistry:
                     "benchmark_metric",
                     f"the source run {facts.run_id} of the baseline did not log metric '{benchmark_metric}'",
                 )
-        mlflow_facts.version_artifact_digest(self.client, version)
+        if self.server is None:
+            mlflow_facts.version_artifact_digest(self.client, version)
         description = summary.baseline_markdown(
             project=project, model_type=model_type, benchmark_metric=benchmark_metric
         )
@@ -170,11 +182,14 @@ class HokusaiModelRegistry:
             T.BASELINE: baseline_id,
             T.BENCHMARK_METRIC: benchmark_metric,
             T.CONTRIBUTORS: json.dumps(_tag_entries(entries)),
-            T.ATTESTATION_STATUS: T.STATUS_PENDING,
         }
+        if self.server is None:
+            tags[T.ATTESTATION_STATUS] = T.STATUS_PENDING
         if pipeline_run_id:
             tags[T.PIPELINE_RUN_ID] = pipeline_run_id
         version = self._create_version(name, source_uri, tags, project)
+        if self.server is not None:
+            return self._attested_by_server(version, baseline_facts, benchmark_metric, declared, metadata)
         try:
             return self._attest(
                 version, baseline, baseline_facts, entries, benchmark_metric, declared, metadata
@@ -315,6 +330,43 @@ class HokusaiModelRegistry:
         )
         return result
 
+    def _attested_by_server(
+        self,
+        version: ModelVersion,
+        baseline_facts: mlflow_facts.RunFacts,
+        benchmark_metric: str,
+        declared: dict[str, float],
+        metadata: dict[str, Any],
+    ) -> dict:
+        """The Hokusai server validated and attested the version while creating it: read it back."""
+        current = self.client.get_model_version(version.name, version.version)
+        tags = current.tags or {}
+        if metadata.get("description"):
+            server_summary = summary.MARKER + (current.description or "").split(summary.MARKER, 1)[-1]
+            self.client.update_model_version(
+                version.name, version.version, description=f"{metadata['description']}\n\n{server_summary}"
+            )
+        result = self._describe(self.client.get_model_version(version.name, version.version))
+        attestation_id = tags.get(T.ATTESTATION_ID)
+        if tags.get(T.ATTESTATION_STATUS) != T.STATUS_SIGNED or not attestation_id:
+            # Pending: the server will complete it (reconcile); failed: its log says why.
+            result.update(attestation=None, improvement=None, contributors=None, delta_metrics=None)
+            return result
+        document = self.server.get_attestation(attestation_id)
+        facts = mlflow_facts.run_facts(self.client, version.run_id)
+        improvement = compute_improvement(
+            baseline_facts.metrics, facts.metrics, benchmark_metric, directions=metadata.get("directions")
+        )
+        _check_declared(declared, improvement["metric_deltas"])
+        predicate = json.loads(base64.b64decode(document["dsse"]["payload"]))["predicate"]
+        result.update(
+            delta_metrics={k: d["absolute_delta"] for k, d in improvement["metric_deltas"].items()},
+            improvement=improvement,
+            contributors=predicate["contributors"],
+            attestation=document,
+        )
+        return result
+
     def _onchain_target(self, name: str, metadata: Mapping[str, Any]) -> OnchainTarget | None:
         onchain_id = self.client.get_registered_model(name).tags.get(T.ONCHAIN_MODEL_ID)
         if not onchain_id:
@@ -380,6 +432,9 @@ class HokusaiModelRegistry:
         mlflow.set_registry_uri(self.client._registry_uri)
         try:
             return mlflow.register_model(source_uri, name, tags=tags)
+        except MlflowException as exc:
+            # A Hokusai server validates the tags and refuses bad ones before writing anything.
+            raise as_validation_error(exc) from None
         finally:
             mlflow.set_registry_uri(previous)
 

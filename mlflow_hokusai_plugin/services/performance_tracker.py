@@ -24,6 +24,7 @@ from mlflow_hokusai_plugin.core.canonical import canonical_json, sha256_hex
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import attest_improvement
 from mlflow_hokusai_plugin.core.metrics import STANDARD_METRICS
+from mlflow_hokusai_plugin.services.hokusai_server import hokusai_app_client
 from mlflow_hokusai_plugin.signer import Signer
 
 CONTRIBUTIONS_EXPERIMENT = "hokusai_contributions"
@@ -195,6 +196,9 @@ class PerformanceTracker:
         ``last_contribution`` (epoch milliseconds, None when there is none).
         """
         address = to_checksum_address(address, "address")
+        server = hokusai_app_client(self.tracking_uri)
+        if server is not None:
+            return _impact_from_server(server, address)
         experiment = self.client.get_experiment_by_name(self.experiment_name)
         runs = []
         if experiment is not None:
@@ -249,6 +253,38 @@ class PerformanceTracker:
         except mlflow.exceptions.MlflowException:
             # Created concurrently by another tracker.
             return self.client.get_experiment_by_name(self.experiment_name).experiment_id
+
+
+def _impact_from_server(server: Any, address: str) -> dict:
+    """The Hokusai server's record of a contributor, in this class's (older) shape."""
+    contributions, token = [], None
+    while True:
+        page = server.get_contributor_impact(address, max_results=1000, page_token=token)
+        contributions += [
+            {
+                "model_id": item["model_id"],
+                "project": item["project"],
+                "weight_bps": item["weight_bps"],
+                "attributed_bps": item["attributed_bps"],
+                "attestation_id": item["attestation_id"],
+                "recorded_at": item["created_at"],
+            }
+            for item in page["contributions"]
+        ]
+        token = page.get("next_page_token")
+        if not token:
+            break
+    total_bps = page["total_attributed_bps"]
+    return {
+        "address": page["address"],
+        "total_models_improved": page["total_models_improved"],
+        "total_attributed_bps": total_bps,
+        "total_improvement_score": total_bps / 100,
+        "projects": {name: totals["attributed_bps"] for name, totals in page["projects"].items()},
+        "contributions": contributions,
+        "first_contribution": page["first_contribution"],
+        "last_contribution": page["last_contribution"],
+    }
 
 
 def _entries(data_contribution: Mapping[str, Any]) -> Any:

@@ -1,9 +1,10 @@
 """``hokusai demo``: the whole story on an embedded MLflow server, in about a minute.
 
-An MLflow server on SQLite and local artifacts; a baseline classifier trained on a little of
-scikit-learn's bundled breast-cancer data; an improved one trained with two contributors' rows; both
-measured on the same held-out benchmark; the improvement registered, its DeltaOne computed and the
-attestation signed and then verified knowing only the attester's address.
+An MLflow server with the ``hokusai`` app on SQLite and local artifacts; a baseline classifier
+trained on a little of scikit-learn's bundled breast-cancer data; an improved one trained with two
+contributors' rows; both measured on the same held-out benchmark; the improvement registered, its
+DeltaOne computed and the attestation signed by the server, then verified knowing only the
+attester's address.
 """
 
 from __future__ import annotations
@@ -56,18 +57,15 @@ def load_demo_data() -> DemoData:
     return DemoData(baseline, contributions, benchmark, dataframe_digest(benchmark))
 
 
-def demo_signer(workdir: Path, say: Callable[[str], None]) -> Signer:
-    """The configured attester, or a demo key kept in the workdir (and said to be one)."""
+def demo_attester_env(workdir: Path, say: Callable[[str], None]) -> dict[str, str]:
+    """The server's attester: the configured one, or a demo key kept in the workdir (said loudly)."""
     if os.environ.get(ENV_KEY) or os.environ.get(ENV_KEYSTORE):
-        return Signer.from_env()
+        return {}
     keystore = workdir / "demo-attester-keystore.json"
-    if keystore.exists():
-        signer = Signer.from_keystore(keystore, DEMO_KEYSTORE_PASSWORD)
-    else:
-        signer = Signer.generate()
-        signer.write_keystore(keystore, DEMO_KEYSTORE_PASSWORD)
+    if not keystore.exists():
+        Signer.generate().write_keystore(keystore, DEMO_KEYSTORE_PASSWORD)
     say(f"!! DEMO attester key in {keystore} (set {ENV_KEY} for a real one)")
-    return signer
+    return {ENV_KEYSTORE: str(keystore), "HOKUSAI_ATTESTER_PASSWORD": DEMO_KEYSTORE_PASSWORD}
 
 
 def train_and_log(frame, benchmark, benchmark_digest: str, run_name: str) -> tuple[str, dict]:
@@ -102,23 +100,31 @@ def run_demo(workdir: Path, *, keep_serving: bool = False, say: Callable[[str], 
     import pandas as pd
     from mlflow import MlflowClient
 
+    from mlflow_hokusai_plugin.client.app_client import HokusaiAppClient
     from mlflow_hokusai_plugin.services import HokusaiModelRegistry
 
     _quiet_mlflow()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     server = MlflowServerProcess(
-        f"sqlite:///{workdir / 'mlflow.db'}", str(workdir / "artifacts"), log_path=workdir / "server.log"
+        f"hokusai+sqlite:///{workdir / 'mlflow.db'}",
+        str(workdir / "artifacts"),
+        app_name="hokusai",
+        workers=1,
+        # Dev mode: a local demo with no API keys. The attester key is the demo's own.
+        env={"HOKUSAI_DEV_MODE": "1", "HOKUSAI_AUTH": "none", **demo_attester_env(workdir, say)},
+        log_path=workdir / "server.log",
     )
-    say(f"Starting an embedded MLflow server (SQLite, local artifacts in {workdir}) ...")
+    say(f"Starting an embedded MLflow server with the hokusai app (SQLite, local artifacts in {workdir}) ...")
     server.start()
     try:
         mlflow.set_tracking_uri(server.url)
         mlflow.set_registry_uri(server.url)
         mlflow.set_experiment(EXPERIMENT)
         say(f"MLflow server: {server.url}")
-        signer = demo_signer(workdir, say)
-        registry = HokusaiModelRegistry(server.url, signer=signer)
+        # The server signs; the client only needs to know whom to trust.
+        attester = HokusaiAppClient(server.url).health_ready()["checks"]["attester_key"]["address"]
+        registry = HokusaiModelRegistry(server.url)
         data = load_demo_data()
 
         baseline = _existing_baseline(MlflowClient(server.url), data.benchmark_digest)
@@ -139,7 +145,7 @@ def run_demo(workdir: Path, *, keep_serving: bool = False, say: Callable[[str], 
             contributors=[{"address": address, "samples": rows} for address, rows in CONTRIBUTORS],
             pipeline_run_id=f"demo-{os.getpid()}",
         )
-        verdict = verify_document(result["attestation"], attesters=[signer.address])
+        verdict = verify_document(result["attestation"], attesters=[attester])
         lineage = registry.get_model_lineage(result["model_id"])
         _report(say, server.url, result, lineage, verdict)
         if keep_serving:

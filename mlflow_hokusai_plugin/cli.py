@@ -161,6 +161,56 @@ def reconcile(store_uri: str, artifacts_destination: str | None) -> None:
 
 
 @main.group()
+def keys() -> None:
+    """API keys (hk_live_...) for HOKUSAI_AUTH=apikey."""
+
+
+def _key_store(store_uri: str):
+    from mlflow_hokusai_plugin.db.api_keys import ApiKeyStore
+    from mlflow_hokusai_plugin.db.migrate import upgrade
+    from mlflow_hokusai_plugin.db.store import make_engine
+
+    upgrade(store_uri)
+    return ApiKeyStore(make_engine(store_uri))
+
+
+@keys.command("create")
+@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@click.option("--name", required=True, help="Who or what the key is for.")
+@click.option("--role", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True)
+@click.option("--project", default=None, help="Limit the key to one project's models and records.")
+def keys_create(store_uri: str, name: str, role: str, project: str | None) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    key, record = _key_store(store_uri).create(name, role, project)
+    click.echo(key)
+    scope = f", project {record.project}" if record.project else ""
+    click.echo(f"key {record.id} ({record.prefix}...): role {record.role}{scope}", err=True)
+
+
+@keys.command("list")
+@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+def keys_list(store_uri: str) -> None:
+    """List keys (id, prefix, name, role, project, state); never the keys themselves."""
+    for record in _key_store(store_uri).list():
+        state = "revoked" if record.revoked_at else "active"
+        click.echo(
+            f"{record.id}\t{record.prefix}...\t{record.name}\t{record.role}\t{record.project or '*'}\t{state}"
+        )
+
+
+@keys.command("revoke")
+@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@click.argument("key_id", type=int)
+def keys_revoke(store_uri: str, key_id: int) -> None:
+    """Revoke a key by id; every worker stops accepting it within a few seconds."""
+    try:
+        record = _key_store(store_uri).revoke(key_id)
+    except LookupError as exc:
+        raise click.BadParameter(str(exc), param_hint="KEY_ID") from None
+    click.echo(f"key {record.id} ({record.prefix}...) revoked")
+
+
+@main.group()
 def audit() -> None:
     """The audit log."""
 

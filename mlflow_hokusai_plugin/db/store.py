@@ -139,13 +139,22 @@ class HokusaiStore:
         }
 
     def contributor_impact(
-        self, address: str, *, max_results: int = 100, after: tuple[int, int] | None = None
+        self,
+        address: str,
+        *,
+        max_results: int = 100,
+        after: tuple[int, int] | None = None,
+        project: str | None = None,
     ) -> dict:
         """Totals and one page of a contributor's contributions (oldest first).
 
         ``after`` is the (created_at, id) of the last contribution of the previous page: keyset
-        pagination, so a page costs the same however deep it is.
+        pagination, so a page costs the same however deep it is. ``project`` limits it all to one
+        project (a project-scoped API key).
         """
+        mine = [Contribution.address == address]
+        if project is not None:
+            mine.append(Contribution.project == project)
         with self.sessions() as session:
             per_project = session.execute(
                 select(
@@ -155,10 +164,10 @@ class HokusaiStore:
                     func.min(Contribution.created_at),
                     func.max(Contribution.created_at),
                 )
-                .where(Contribution.address == address)
+                .where(*mine)
                 .group_by(Contribution.project)
             ).all()
-            page_query = select(Contribution).where(Contribution.address == address)
+            page_query = select(Contribution).where(*mine)
             if after is not None:
                 page_query = page_query.where(
                     or_(

@@ -7,14 +7,24 @@ a 500.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from flask import Flask, g, request
 
+from mlflow_hokusai_plugin.core import tags as T
+from mlflow_hokusai_plugin.db.api_keys import ApiKeyStore
 from mlflow_hokusai_plugin.server import views
+from mlflow_hokusai_plugin.server.auth import (
+    ApiKeyAuth,
+    AsgiApiKeyMiddleware,
+    install_api_key_auth,
+    native_route_matcher,
+)
 from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER, HokusaiConfig, load_signer
 from mlflow_hokusai_plugin.server.request_context import REQUEST_ID_HEADER, current_request_id
 
@@ -36,6 +46,7 @@ class HokusaiState:
         self.config = config
         self.attester = attester
         self.ephemeral_key = ephemeral_key
+        self._api_keys: ApiKeyStore | None = None
 
     @staticmethod
     def registry_store() -> Any:
@@ -45,6 +56,11 @@ class HokusaiState:
 
     def hokusai_store(self) -> Any:
         return self.registry_store().hokusai
+
+    def api_keys(self) -> ApiKeyStore:
+        if self._api_keys is None:
+            self._api_keys = ApiKeyStore(self.registry_store().engine)
+        return self._api_keys
 
     def readiness(self) -> dict[str, dict]:
         checks = {}
@@ -89,6 +105,21 @@ def _check_store_uris() -> None:
         )
 
 
+@functools.lru_cache(maxsize=4096)
+def _cached_project(name: str, _time_bucket: int) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return HokusaiState.registry_store().get_registered_model(name).tags.get(T.PROJECT)
+    except MlflowException:
+        return None
+
+
+def _project_of(name: str) -> str | None:
+    """The ``hokusai.project`` of a registered model (cached for a couple of seconds)."""
+    return _cached_project(name, int(time.monotonic() // 2))
+
+
 def _reconcile_in_background() -> None:
     """Complete registrations a crash left pending; in a thread so the worker serves meanwhile."""
 
@@ -124,6 +155,13 @@ def create_app(app: Flask | None = None) -> Any:
         g.hokusai_request_id = None
         current_request_id()
 
+    api_key_auth = None
+    if config.auth == "apikey":
+        api_key_auth = ApiKeyAuth(app.extensions["hokusai"].api_keys(), _project_of)
+        install_api_key_auth(app, api_key_auth)
+    elif config.auth == "none":
+        _logger.warning("HOKUSAI_AUTH=none: every request is accepted (dev mode)")
+
     @app.after_request
     def _echo_request_id(response):
         if request.path.startswith(("/api/", "/ajax-api/")):
@@ -131,8 +169,18 @@ def create_app(app: Flask | None = None) -> Any:
         return response
 
     _reconcile_in_background()
+    if config.auth == "basic":
+        # MLflow's basic-auth app: its users and permissions, its own ASGI wrapping.
+        from mlflow.server.auth import create_app as create_basic_auth_app
+
+        return create_basic_auth_app(app)
     if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn":
         from mlflow.server.fastapi_app import create_fastapi_app
 
-        return create_fastapi_app(app)
+        fastapi_app = create_fastapi_app(app)
+        if api_key_auth is not None:
+            fastapi_app.add_middleware(
+                AsgiApiKeyMiddleware, auth=api_key_auth, is_native=native_route_matcher(fastapi_app)
+            )
+        return fastapi_app
     return app

@@ -15,6 +15,8 @@ GET_ATTESTATION = "/attestations/<attestation_id>"
 LIST_ATTESTATIONS = "/attestations"
 MODEL_LINEAGE = "/models/<path:model_id>/lineage"
 CONTRIBUTOR_IMPACT = "/contributors/<address>/impact"
+API_KEYS = "/keys"
+REVOKE_API_KEY = "/keys/<int:key_id>/revoke"
 
 
 def both(path: str) -> tuple[str, str]:

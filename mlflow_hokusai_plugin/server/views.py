@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.errors import ValidationError
@@ -53,7 +53,8 @@ def health_ready():
 @_route(routes.GET_ATTESTATION, methods=["GET"])
 def get_attestation(attestation_id: str):
     document = _state().hokusai_store().get_attestation(attestation_id)
-    if document is None:
+    # Another project's attestation does not exist for a key scoped to this one.
+    if document is None or not _in_scope(document["model_id"].split("/", 1)[0]):
         return not_found(f"attestation '{attestation_id}' does not exist")
     return jsonify(document)
 
@@ -88,7 +89,11 @@ def contributor_impact(address: str):
     checksummed = to_checksum_address(address, "address")
     max_results = _int_arg("max_results", default=100, minimum=1, maximum=1000)
     after = decode_page_token(request.args.get("page_token"))
-    impact = _state().hokusai_store().contributor_impact(checksummed, max_results=max_results, after=after)
+    impact = (
+        _state()
+        .hokusai_store()
+        .contributor_impact(checksummed, max_results=max_results, after=after, project=_scope())
+    )
     following = impact.pop("next")
     if following is not None:
         impact["next_page_token"] = encode_page_token(following)
@@ -119,3 +124,51 @@ def _model_exists(model_id: str) -> bool:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return False
         raise
+
+
+@_route(routes.API_KEYS, methods=["GET"])
+def list_api_keys():
+    return jsonify({"keys": [record.to_dict() for record in _state().api_keys().list()]})
+
+
+@_route(routes.API_KEYS, methods=["POST"])
+def create_api_key():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object with name, role and optional project")
+    key, record = _state().api_keys().create(body.get("name"), body.get("role"), body.get("project"))
+    _audit("api_key.create", f"api_key:{record.id}", after=record.to_dict())
+    response = jsonify({"key": key, "record": record.to_dict()})
+    response.status_code = 201
+    return response
+
+
+@_route(routes.REVOKE_API_KEY, methods=["POST"])
+def revoke_api_key(key_id: int):
+    try:
+        record = _state().api_keys().revoke(key_id)
+    except LookupError as exc:
+        return not_found(str(exc))
+    _audit("api_key.revoke", f"api_key:{record.id}", after=record.to_dict())
+    return jsonify({"record": record.to_dict()})
+
+
+def _scope() -> str | None:
+    """The project a scoped key is limited to, or None."""
+    principal = getattr(g, "hokusai_principal", None)
+    return principal.project if principal is not None else None
+
+
+def _in_scope(model_name: str) -> bool:
+    from mlflow_hokusai_plugin.server.app import _project_of
+
+    scope = _scope()
+    return scope is None or _project_of(model_name) == scope
+
+
+def _audit(action: str, target: str, *, after: dict) -> None:
+    from mlflow_hokusai_plugin.server.request_context import current_actor, current_request_id
+
+    _state().registry_store().audit.append(
+        actor=current_actor(), action=action, target=target, after=after, request_id=current_request_id()
+    )

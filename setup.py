@@ -25,10 +25,12 @@ setup(
     package_data={"mlflow_hokusai_plugin": ["db/migrations/alembic.ini"]},
     python_requires=">=3.10",
     install_requires=[
-        "mlflow>=3.4,<4",
+        # [auth]: HOKUSAI_AUTH=basic composes with MLflow's basic-auth app, which needs Flask-WTF.
+        "mlflow[auth]>=3.4,<4",
         "eth-account>=0.13",
         "flask>=3.0",
         "flask-limiter>=3.5",
+        "pydantic>=2",
         "sqlalchemy>=2.0",
         "psycopg2-binary>=2.9",
         "boto3>=1.28",
@@ -45,6 +47,8 @@ setup(
             "moto[server]>=5",
             "ruff>=0.6",
             "redis>=5",
+            "openapi-spec-validator>=0.7",
+            "schemathesis>=4.0",
         ],
     },
     entry_points={

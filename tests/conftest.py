@@ -91,6 +91,11 @@ class HokusaiServers:
         store_uri: str | None = None,
     ) -> MlflowServerProcess:
         store_uri = store_uri or self.store_uri(backend)
+        env = dict(env or {})
+        if not any(name.startswith("HOKUSAI_RATELIMIT_") for name in env):
+            # Tests share one loopback address, so the per-IP default limits would meter the whole
+            # session; the rate-limit tests set their own limits and so keep the limiter on.
+            env["HOKUSAI_RATELIMIT_ENABLED"] = "0"
         extra = ["--gunicorn-opts", f"--workers {workers} --timeout 120"] if gunicorn else []
         server = MlflowServerProcess(
             store_uri,
@@ -102,7 +107,7 @@ class HokusaiServers:
                 "HOKUSAI_ATTESTER_KEY": self.attester_key,
                 "HOKUSAI_AUTH": "none",
                 "HOKUSAI_DEV_MODE": "1",
-                **(env or {}),
+                **env,
             },
             log_path=log_dir() / f"hokusai-{uuid.uuid4().hex[:6]}.log",
             extra_args=extra,

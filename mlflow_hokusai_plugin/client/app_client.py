@@ -17,6 +17,7 @@ and MLflow's retry policy apply unchanged. Routes and error shape: ``contract.md
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -66,14 +67,22 @@ class HokusaiAppClient:
 
     # --- models and lineage ------------------------------------------------------------------
 
-    def register_model(self, **fields: Any) -> dict:
-        """Register a model version through the Hokusai services (``POST /models/register``).
+    def register_model(self, idempotency_key: str | None = None, **fields: Any) -> dict:
+        """Register a model version through the Hokusai server (``POST /models/register``).
 
-        ``fields`` is the request body as the server defines it, e.g.
-        ``register_model(model_uri="runs:/<id>/model", name="churn", model_type="classification",
+        ``fields`` is the request body (``name``, ``model_uri``, ``project``, ``model_type``,
+        ``benchmark_metric``, ``baseline``, ``contributors``, ``pipeline_run_id``,
+        ``description``), e.g. ``register_model(name="churn", model_uri="runs:/<id>/model",
+        project="churn", model_type="classification", benchmark_metric="accuracy",
         baseline="churn/1", contributors=[{"address": "0x..", "samples": 1200}])``.
+
+        The request carries an ``Idempotency-Key``: ``idempotency_key`` when given (reuse it to
+        retry safely across processes), else a fresh one, so that MLflow's own retries of this call
+        can never register the version twice. Returns the model id, the version, the upstream
+        lineage, the deltas, DeltaOne and the attestation id and status.
         """
-        return self._request("POST", "/models/register", json=fields)
+        key = idempotency_key or f"hokusai-client-{uuid.uuid4()}"
+        return self._request("POST", "/models/register", json=fields, extra_headers={"Idempotency-Key": key})
 
     def get_lineage(self, model_id: str, direction: str = "both", max_depth: int | None = None) -> dict:
         """The lineage of ``model_id`` (``"<registered model name>/<version>"``).

@@ -112,3 +112,25 @@ class ApiKey(Base):
     project = Column(String(64), nullable=True)  # None: every project
     created_at = Column(BigInteger, nullable=False)
     revoked_at = Column(BigInteger, nullable=True)
+
+
+class IdempotencyRecord(Base):
+    """A request made with an ``Idempotency-Key``: claimed first, then its stored answer.
+
+    One row per (principal, key): the unique constraint is what lets only one of two concurrent
+    requests with the same key do the work.
+    """
+
+    __tablename__ = "hokusai_idempotency_keys"
+    __table_args__ = (UniqueConstraint("principal", "idempotency_key", name="uq_hokusai_idempotency_key"),)
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    principal = Column(String(256), nullable=False)
+    idempotency_key = Column(String(128), nullable=False)
+    route = Column(String(128), nullable=False)  # e.g. "POST /models/register"
+    request_hash = Column(String(64), nullable=False)  # sha256 of the canonical JSON body
+    state = Column(String(16), nullable=False)  # in_progress, completed
+    status_code = Column(Integer, nullable=True)
+    response = Column(Text, nullable=True)  # the JSON body answered
+    created_at = Column(BigInteger, nullable=False, index=True)
+    completed_at = Column(BigInteger, nullable=True)

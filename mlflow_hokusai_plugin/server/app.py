@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -17,8 +18,9 @@ from typing import Any
 from flask import Flask, g, request
 
 from mlflow_hokusai_plugin.core import tags as T
+from mlflow_hokusai_plugin.core.errors import HokusaiError
 from mlflow_hokusai_plugin.db.api_keys import ApiKeyStore
-from mlflow_hokusai_plugin.server import views
+from mlflow_hokusai_plugin.server import api_views, views
 from mlflow_hokusai_plugin.server.auth import (
     ApiKeyAuth,
     AsgiApiKeyMiddleware,
@@ -26,6 +28,7 @@ from mlflow_hokusai_plugin.server.auth import (
     native_route_matcher,
 )
 from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER, HokusaiConfig, load_signer
+from mlflow_hokusai_plugin.server.rate_limits import install_rate_limits, rate_limit_storage_check
 from mlflow_hokusai_plugin.server.request_context import REQUEST_ID_HEADER, current_request_id
 
 _logger = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class HokusaiState:
         self.attester = attester
         self.ephemeral_key = ephemeral_key
         self._api_keys: ApiKeyStore | None = None
+        self.limiter: Any = None
 
     @staticmethod
     def registry_store() -> Any:
@@ -74,6 +78,8 @@ class HokusaiState:
             checks["database"] = {"ok": False, "error": type(exc).__name__}
         checks["attester_key"] = {"ok": True, "address": self.attester, "ephemeral": self.ephemeral_key}
         checks["artifact_store"] = _artifact_store_check()
+        if self.limiter is not None:
+            checks["rate_limit_storage"] = rate_limit_storage_check(self.limiter)
         return checks
 
 
@@ -120,6 +126,25 @@ def _project_of(name: str) -> str | None:
     return _cached_project(name, int(time.monotonic() // 2))
 
 
+def _stop_server(reason: Exception) -> None:
+    """Make a refused start stop the whole server.
+
+    A worker that raises is restarted forever by uvicorn's multi-worker supervisor, so the server
+    would neither serve nor exit; gunicorn halts by itself. Under a uvicorn supervisor, ask it to
+    shut down.
+    """
+    _logger.error("hokusai: the server cannot start: %s", reason)
+    if os.environ.get("_MLFLOW_SGI_NAME") != "uvicorn":
+        return
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as handle:
+            parent = handle.read().split(b"\0")
+    except OSError:
+        return
+    if any(part.endswith(b"uvicorn") for part in parent) and b"--workers" in parent:
+        os.kill(os.getppid(), signal.SIGTERM)
+
+
 def _reconcile_in_background() -> None:
     """Complete registrations a crash left pending; in a thread so the worker serves meanwhile."""
 
@@ -139,9 +164,13 @@ def create_app(app: Flask | None = None) -> Any:
     from mlflow.server import app as mlflow_app
 
     app = app or mlflow_app
-    config = HokusaiConfig.from_env()
-    _check_store_uris()
-    signer, ephemeral = load_signer()
+    try:
+        config = HokusaiConfig.from_env()
+        _check_store_uris()
+        signer, ephemeral = load_signer()
+    except (HokusaiError, StartupError) as exc:
+        _stop_server(exc)
+        raise
     if ephemeral:
         _logger.warning("!" * 100 + "\n%s\n%s\n" + "!" * 100, DEV_MODE_BANNER, f"attester {signer.address}")
     app.extensions["hokusai"] = HokusaiState(config, signer.address, ephemeral)
@@ -149,6 +178,7 @@ def create_app(app: Flask | None = None) -> Any:
     # database stops the server at start rather than at the first request.
     HokusaiState.registry_store()
     app.register_blueprint(views.blueprint)
+    app.register_blueprint(api_views.blueprint)
 
     @app.before_request
     def _remember_request() -> None:
@@ -169,10 +199,16 @@ def create_app(app: Flask | None = None) -> Any:
         return response
 
     _reconcile_in_background()
+    # Last of our hooks: the limiter counts per principal, which the auth hook sets.
+    app.extensions["hokusai"].limiter = install_rate_limits(app, config)
     if config.auth == "basic":
         # MLflow's basic-auth app: its users and permissions, its own ASGI wrapping.
+        from mlflow.server.auth import bootstrap_admin_user, get_flask_server_secret_key
         from mlflow.server.auth import create_app as create_basic_auth_app
 
+        # What `mlflow server --app-name basic-auth` does before its workers start.
+        get_flask_server_secret_key()
+        bootstrap_admin_user()
         return create_basic_auth_app(app)
     if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn":
         from mlflow.server.fastapi_app import create_fastapi_app

@@ -106,3 +106,17 @@ def load_signer(environ: Mapping[str, str] | None = None) -> tuple[Signer, bool]
         finally:
             draft.unlink()
     return Signer.from_keystore(path, boot_id), True
+
+
+def preflight(environ: Mapping[str, str] | None = None) -> None:
+    """The start checks, run in the ``mlflow server`` process before it starts any worker.
+
+    A worker that fails them is restarted forever by uvicorn; failing here makes ``mlflow server``
+    exit 1 with the reason instead. Dev mode's ephemeral key is made later, by the workers.
+    """
+    env = os.environ if environ is None else environ
+    HokusaiConfig.from_env(env)
+    if env.get(ENV_KEY) or env.get(ENV_KEYSTORE):
+        Signer.from_env(env)
+    elif env.get("HOKUSAI_DEV_MODE", "") != "1":
+        load_signer(env)  # raises the "no attester key" error

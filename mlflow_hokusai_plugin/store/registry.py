@@ -263,7 +263,16 @@ class _PlainRegistry:
         return self._store.get_registered_model(name)
 
     def set_tag(self, name, version, key, value) -> None:
-        SqlAlchemyStore.set_model_version_tag(self._store, name, str(version), ModelVersionTag(key, value))
+        tag = ModelVersionTag(key, value)
+        try:
+            SqlAlchemyStore.set_model_version_tag(self._store, name, str(version), tag)
+        except Exception:
+            # MLflow inserts a new tag with SELECT-then-INSERT: a concurrent writer of the same
+            # tag (two improvements of one baseline writing its digest) loses on the primary
+            # key. Now the row exists: done if it holds our value, else this retry updates it.
+            if self.get_model_version(name, version).tags.get(key) == value:
+                return
+            SqlAlchemyStore.set_model_version_tag(self._store, name, str(version), tag)
 
     def set_description(self, name, version, description) -> None:
         SqlAlchemyStore.update_model_version(self._store, name, str(version), description=description)

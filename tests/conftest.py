@@ -50,14 +50,26 @@ def mlflow_server(postgres, s3):
 @pytest.fixture()
 def tracking_uri(mlflow_server, monkeypatch):
     """Point the MLflow client of this test at the session's server."""
+
+    yield from point_mlflow_at(mlflow_server.url, monkeypatch)
+
+
+def point_mlflow_at(url: str, monkeypatch):
+    """Point MLflow's fluent client at ``url`` for one test, and undo it after.
+
+    ``mlflow.set_registry_uri`` also sets ``MLFLOW_REGISTRY_URI`` and ``set_registry_uri(None)``
+    does not unset it: without monkeypatch restoring the variables, one module's server would
+    receive the next module's registrations.
+    """
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
-    mlflow.set_tracking_uri(mlflow_server.url)
-    mlflow.set_registry_uri(mlflow_server.url)
-    yield mlflow_server.url
-    mlflow.set_tracking_uri(None) if hasattr(mlflow, "set_tracking_uri") else None
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
+    yield url
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
 
 
 class HokusaiServers:

@@ -13,6 +13,7 @@ from eth_account import Account
 
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.services import HokusaiModelRegistry, PerformanceTracker
+from tests.conftest import point_mlflow_at
 from tests.integration.test_services import ALICE, BOB, log_candidate, verify_like_an_outsider
 
 
@@ -21,10 +22,9 @@ def server(hokusai_server, monkeypatch):
     # No key on the client: if the services tried to sign locally, they would fail.
     for name in ("HOKUSAI_ATTESTER_KEY", "HOKUSAI_ATTESTER_KEYSTORE"):
         monkeypatch.delenv(name, raising=False)
-    mlflow.set_tracking_uri(hokusai_server.url)
-    mlflow.set_registry_uri(hokusai_server.url)
-    mlflow.set_experiment("services-on-hokusai")
-    yield hokusai_server
+    for _url in point_mlflow_at(hokusai_server.url, monkeypatch):
+        mlflow.set_experiment("services-on-hokusai")
+        yield hokusai_server
 
 
 def get_json(url: str) -> tuple[int, dict]:

@@ -42,15 +42,7 @@ blueprint = Blueprint("hokusai_api", __name__)
 _HOKUSAI_PREFIXES = (routes.API_PREFIX + "/", routes.AJAX_API_PREFIX + "/")
 
 
-def _route(path: str, **options):
-    """Register a view under both the /api and /ajax-api prefixes (as ``views._route`` does)."""
-
-    def decorate(view):
-        for prefix, rule in zip(("api", "ajax"), routes.both(path), strict=True):
-            blueprint.add_url_rule(rule, endpoint=f"{prefix}_{view.__name__}", view_func=view, **options)
-        return view
-
-    return decorate
+_route = routes.on_both_prefixes(blueprint)
 
 
 def _state():

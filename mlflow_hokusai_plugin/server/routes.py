@@ -6,6 +6,9 @@ Like MLflow's own routes, each lives under ``/api/2.0/...`` (clients) and ``/aja
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 API_PREFIX = "/api/2.0/hokusai"
 AJAX_API_PREFIX = "/ajax-api/2.0/hokusai"
 
@@ -31,3 +34,20 @@ def both(path: str) -> tuple[str, str]:
     ('/api/2.0/hokusai/health/live', '/ajax-api/2.0/hokusai/health/live')
     """
     return API_PREFIX + path, AJAX_API_PREFIX + path
+
+
+def on_both_prefixes(blueprint: Any) -> Callable[..., Callable]:
+    """A ``route(path, **options)`` decorator that registers a view of ``blueprint`` under both prefixes.
+
+    Endpoints are named ``api_<view>`` and ``ajax_<view>`` (Flask forbids dots in them).
+    """
+
+    def route(path: str, **options: Any) -> Callable:
+        def decorate(view: Callable) -> Callable:
+            for prefix, rule in zip(("api", "ajax"), both(path), strict=True):
+                blueprint.add_url_rule(rule, endpoint=f"{prefix}_{view.__name__}", view_func=view, **options)
+            return view
+
+        return decorate
+
+    return route

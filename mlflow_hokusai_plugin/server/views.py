@@ -15,15 +15,7 @@ from mlflow_hokusai_plugin.server.errors import invalid_parameter, not_found
 blueprint = Blueprint("hokusai", __name__)
 
 
-def _route(path: str, **options):
-    """Register a view under both the /api and /ajax-api prefixes."""
-
-    def decorate(view):
-        for prefix, rule in zip(("api", "ajax"), routes.both(path), strict=True):
-            blueprint.add_url_rule(rule, endpoint=f"{prefix}_{view.__name__}", view_func=view, **options)
-        return view
-
-    return decorate
+_route = routes.on_both_prefixes(blueprint)
 
 
 def _state():

@@ -160,3 +160,34 @@ def test_demo_runs_twice_and_reuses_its_baseline(tmp_path):
     assert second.returncode == 0, second.stderr[-2000:]
     assert "Reusing baseline hokusai-demo-classifier/1" in second.stdout
     assert "hokusai-demo-classifier/1  ->  hokusai-demo-classifier/3" in second.stdout
+
+
+def test_every_plugin_entry_point_loads_and_mlflow_registered_the_store_schemes():
+    groups = (
+        "mlflow.tracking_store",
+        "mlflow.model_registry_store",
+        "mlflow.app",
+        "mlflow.app.client",
+        "mlflow.run_context_provider",
+    )
+    ours = [
+        ep
+        for group in groups
+        for ep in entry_points(group=group)
+        if ep.value.startswith("mlflow_hokusai_plugin")
+    ]
+    assert {(ep.group, ep.name) for ep in ours} >= {
+        ("mlflow.tracking_store", "hokusai+postgresql"),
+        ("mlflow.tracking_store", "hokusai+sqlite"),
+        ("mlflow.model_registry_store", "hokusai+postgresql"),
+        ("mlflow.model_registry_store", "hokusai+sqlite"),
+        ("mlflow.app", "hokusai"),
+    }
+    for ep in ours:
+        assert callable(ep.load()), ep
+    # MLflow loads them itself without a warning-and-vanish (the trap of a failing import).
+    from mlflow.tracking._model_registry.utils import _get_store_registry
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    for registry in (_tracking_store_registry, _get_store_registry()):
+        assert {"hokusai+postgresql", "hokusai+sqlite"} <= set(registry._registry)

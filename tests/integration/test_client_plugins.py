@@ -32,8 +32,6 @@ from mlflow.tracking.context.registry import _run_context_provider_registry
 from mlflow_hokusai_plugin.client.app_client import HokusaiAppClient
 from mlflow_hokusai_plugin.client.run_context import HokusaiRunContextProvider
 from mlflow_hokusai_plugin.core import tags as T
-from mlflow_hokusai_plugin.embedded_server import MlflowServerProcess
-from tests.infra import log_dir
 
 ALICE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
@@ -206,21 +204,7 @@ def test_plain_mlflow_server_answers_a_clear_error(mlflow_server):
         client.verify_attestation({"dsse": {}})
 
 
-@pytest.fixture(scope="module")
-def hokusai_server(tmp_path_factory):
-    """``mlflow server --app-name hokusai`` on SQLite: a dev-mode server with its own attester key."""
-    if "hokusai" not in {ep.name for ep in entry_points(group="mlflow.app")}:
-        pytest.skip("the hokusai server app (entry point mlflow.app:hokusai) is not installed")
-    root = tmp_path_factory.mktemp("hokusai-app")
-    server = MlflowServerProcess(
-        f"hokusai+sqlite:///{root / 'mlflow.db'}",
-        str(root / "artifacts"),
-        app_name="hokusai",
-        env={"HOKUSAI_DEV_MODE": "1", "HOKUSAI_AUTH": "none"},
-        log_path=log_dir() / f"mlflow-hokusai-app-{uuid.uuid4().hex[:6]}.log",
-    )
-    with server:
-        yield server
+# ``hokusai_server`` is the session's shared server (tests/conftest.py).
 
 
 def test_health_on_a_hokusai_server(hokusai_server):

@@ -10,6 +10,7 @@ attester's address.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,7 @@ def run_demo(workdir: Path, *, keep_serving: bool = False, say: Callable[[str], 
         if keep_serving:
             say("Serving the MLflow UI until Ctrl-C ...")
             try:
-                while True:
-                    os.pause() if hasattr(os, "pause") else None
+                threading.Event().wait()
             except KeyboardInterrupt:
                 pass
         return {"result": result, "verdict": verdict.to_dict(), "lineage": lineage, "url": server.url}

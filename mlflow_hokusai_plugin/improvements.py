@@ -9,7 +9,6 @@ there, :meth:`Registrar.reconcile` (``hokusai reconcile``, and every server star
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -22,6 +21,7 @@ from mlflow_hokusai_plugin.artifact_digest import artifact_uri_digest
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
+from mlflow_hokusai_plugin.core.attestation import document_predicate
 from mlflow_hokusai_plugin.core.canonical import canonical_json
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import AttestedImprovement, OnchainTarget, attest_improvement
@@ -227,7 +227,8 @@ class Registrar:
         return source
 
     def _write_server_tags(self, mv: Any, document: dict) -> None:
-        statement_deltas, delta_one = _predicate_summary(document)
+        predicate = document_predicate(document)
+        delta_one = predicate["delta_one_bps"]
         wanted = {
             T.DELTA_ONE_BPS: str(delta_one),
             T.ATTESTATION_ID: document["id"],
@@ -235,11 +236,10 @@ class Registrar:
             T.ATTESTATION_STATUS: T.STATUS_SIGNED,
         }
         current = mv.tags or {}
-        predicate = _predicate(document)
         markdown = summary.improvement_markdown(
             baseline_model_id=document["baseline_model_id"],
             benchmark_metric=predicate["benchmark"]["metric"],
-            metric_deltas=statement_deltas,
+            metric_deltas=predicate["metric_deltas"],
             delta_one_bps=delta_one,
             contributors=predicate["contributors"],
             attestation_id=document["id"],
@@ -270,7 +270,7 @@ class Registrar:
 
     @staticmethod
     def _contributions(model_id: str, attested: AttestedImprovement) -> list[dict]:
-        project = _predicate(attested.document)["model"]["project"]
+        project = document_predicate(attested.document)["model"]["project"]
         return [
             {
                 "address": to_checksum_address(entry["address"]),
@@ -296,14 +296,3 @@ class Registrar:
     def _is_ancestor(self, candidate: str, start: str) -> bool:
         upstream = self.store.lineage(start, direction="upstream")["edges"]
         return candidate == start or any(edge["parent_model_id"] == candidate for edge in upstream)
-
-
-def _predicate(document: dict) -> dict:
-    import base64
-
-    return json.loads(base64.b64decode(document["dsse"]["payload"]))["predicate"]
-
-
-def _predicate_summary(document: dict) -> tuple[dict, int]:
-    predicate = _predicate(document)
-    return predicate["metric_deltas"], predicate["delta_one_bps"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -194,6 +195,11 @@ def add_signature(envelope: dict, signer: MessageSigner) -> dict:
         "payload": envelope["payload"],
         "signatures": [dict(entry) for entry in envelope["signatures"]] + [_signature_entry(payload, signer)],
     }
+
+
+def document_predicate(document: dict) -> dict:
+    """The predicate of a stored attestation document (read, not verified: verify before trusting)."""
+    return json.loads(base64.b64decode(document["dsse"]["payload"]))["predicate"]
 
 
 def payload_sha256(envelope: dict) -> str:

@@ -7,7 +7,6 @@ stored as an artifact of the improved version's source run, under ``hokusai/atte
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from mlflow_hokusai_plugin.core import contributors as contrib
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
+from mlflow_hokusai_plugin.core.attestation import document_predicate
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import OnchainTarget, attest_improvement
 from mlflow_hokusai_plugin.core.metrics import compute_improvement
@@ -358,7 +358,7 @@ class HokusaiModelRegistry:
             baseline_facts.metrics, facts.metrics, benchmark_metric, directions=metadata.get("directions")
         )
         _check_declared(declared, improvement["metric_deltas"])
-        predicate = json.loads(base64.b64decode(document["dsse"]["payload"]))["predicate"]
+        predicate = document_predicate(document)
         result.update(
             delta_metrics={k: d["absolute_delta"] for k, d in improvement["metric_deltas"].items()},
             improvement=improvement,

@@ -157,6 +157,64 @@ def attest_improvement(
     (``models:/<model_id>``, ``model_digest``) unless ``subject`` gives another (name, sha256).
     """
     subject_name, subject_digest = subject or (f"models:/{model_id}", model_digest)
+    improvement, attributed, predicate = improvement_statement_parts(
+        model_id=model_id,
+        baseline_model_id=baseline_model_id,
+        benchmark_metric=benchmark_metric,
+        contributors=contributors,
+        baseline_metrics=baseline_metrics,
+        candidate_metrics=candidate_metrics,
+        baseline_run_id=baseline_run_id,
+        run_id=run_id,
+        dataset_digest=dataset_digest,
+        model_digest=model_digest,
+        baseline_digest=baseline_digest,
+        created_at=created_at,
+        plugin_version=plugin_version,
+        project=project,
+        model_type=model_type,
+        pipeline_run_id=pipeline_run_id,
+        metrics=metrics,
+        directions=directions,
+    )
+    document = issue_attestation(
+        signer,
+        subject_name=subject_name,
+        subject_digest=subject_digest,
+        predicate=predicate,
+        model_id=model_id,
+        baseline_model_id=baseline_model_id,
+        created_at=created_at,
+        model_type=model_type,
+        onchain=onchain,
+        improvement=improvement,
+        contributors=attributed,
+    )
+    return AttestedImprovement(improvement, attributed, document)
+
+
+def improvement_statement_parts(
+    *,
+    model_id: str,
+    baseline_model_id: str,
+    benchmark_metric: str,
+    contributors: Sequence[Mapping[str, Any]],
+    baseline_metrics: Mapping[str, float],
+    candidate_metrics: Mapping[str, float],
+    baseline_run_id: str | None,
+    run_id: str | None,
+    dataset_digest: str | None,
+    model_digest: str | None,
+    baseline_digest: str | None,
+    created_at: str,
+    plugin_version: str,
+    project: str | None = None,
+    model_type: str | None = None,
+    pipeline_run_id: str | None = None,
+    metrics: Sequence[str] | None = None,
+    directions: Mapping[str, str] | None = None,
+) -> tuple[dict, list[dict], dict]:
+    """The improvement, the attributed contributors and the Statement's predicate, unsigned."""
     improvement = compute_improvement(
         baseline_metrics, candidate_metrics, benchmark_metric, metrics=metrics, directions=directions
     )
@@ -182,17 +240,4 @@ def attest_improvement(
         model_type=model_type,
         project=project,
     )
-    document = issue_attestation(
-        signer,
-        subject_name=subject_name,
-        subject_digest=subject_digest,
-        predicate=predicate,
-        model_id=model_id,
-        baseline_model_id=baseline_model_id,
-        created_at=created_at,
-        model_type=model_type,
-        onchain=onchain,
-        improvement=improvement,
-        contributors=attributed,
-    )
-    return AttestedImprovement(improvement, attributed, document)
+    return improvement, attributed, predicate

@@ -189,7 +189,7 @@ class HokusaiModelRegistry:
             tags[T.PIPELINE_RUN_ID] = pipeline_run_id
         version = self._create_version(name, source_uri, tags, project)
         if self.server is not None:
-            return self._attested_by_server(version, baseline_facts, benchmark_metric, declared, metadata)
+            return self._attested_by_server(version, declared, metadata)
         try:
             return self._attest(
                 version, baseline, baseline_facts, entries, benchmark_metric, declared, metadata
@@ -238,6 +238,46 @@ class HokusaiModelRegistry:
         return mlflow.artifacts.load_dict(
             f"runs:/{found.run_id}/{ATTESTATION_ARTIFACT_DIR}/{attestation_id}.json"
         )
+
+    def describe(self, model_id: str) -> dict:
+        """One version as the registration methods describe it (``model_id``, tags, run id ...)."""
+        name, version = T.parse_model_id(model_id)
+        return self._describe(mlflow_facts.get_version(self.client, name, version))
+
+    def get_improvement(self, model_id: str, directions: Mapping[str, str] | None = None) -> dict:
+        """An improved version as :meth:`register_improved_model` returned it.
+
+        The deltas are recomputed from the two source runs; ``attestation``, ``contributors``
+        and ``improvement`` are None while the attestation is not signed (pending or failed).
+        """
+        name, version = T.parse_model_id(model_id)
+        found = mlflow_facts.get_version(self.client, name, version)
+        tags = found.tags or {}
+        if T.BASELINE not in tags:
+            raise ValidationError("model_id", f"{model_id} is not an improved model (it has no baseline)")
+        base_name, base_version = T.parse_model_id(tags[T.BASELINE], T.BASELINE)
+        baseline = mlflow_facts.get_version(self.client, base_name, base_version, T.BASELINE)
+        result = self._describe(found)
+        attestation_id = tags.get(T.ATTESTATION_ID)
+        if tags.get(T.ATTESTATION_STATUS) != T.STATUS_SIGNED or not attestation_id:
+            # Pending: the server will complete it (reconcile); failed: its log says why.
+            result.update(attestation=None, improvement=None, contributors=None, delta_metrics=None)
+            return result
+        server = self.server
+        document = server.get_attestation(attestation_id) if server else self.get_attestation(model_id)
+        improvement = compute_improvement(
+            mlflow_facts.run_facts(self.client, baseline.run_id).metrics,
+            mlflow_facts.run_facts(self.client, found.run_id).metrics,
+            tags.get(T.BENCHMARK_METRIC),
+            directions=directions,
+        )
+        result.update(
+            delta_metrics={k: d["absolute_delta"] for k, d in improvement["metric_deltas"].items()},
+            improvement=improvement,
+            contributors=document_predicate(document)["contributors"],
+            attestation=document,
+        )
+        return result
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -331,40 +371,19 @@ class HokusaiModelRegistry:
         return result
 
     def _attested_by_server(
-        self,
-        version: ModelVersion,
-        baseline_facts: mlflow_facts.RunFacts,
-        benchmark_metric: str,
-        declared: dict[str, float],
-        metadata: dict[str, Any],
+        self, version: ModelVersion, declared: dict[str, float], metadata: dict[str, Any]
     ) -> dict:
         """The Hokusai server validated and attested the version while creating it: read it back."""
-        current = self.client.get_model_version(version.name, version.version)
-        tags = current.tags or {}
         if metadata.get("description"):
+            current = self.client.get_model_version(version.name, version.version)
             server_summary = summary.MARKER + (current.description or "").split(summary.MARKER, 1)[-1]
             self.client.update_model_version(
                 version.name, version.version, description=f"{metadata['description']}\n\n{server_summary}"
             )
-        result = self._describe(self.client.get_model_version(version.name, version.version))
-        attestation_id = tags.get(T.ATTESTATION_ID)
-        if tags.get(T.ATTESTATION_STATUS) != T.STATUS_SIGNED or not attestation_id:
-            # Pending: the server will complete it (reconcile); failed: its log says why.
-            result.update(attestation=None, improvement=None, contributors=None, delta_metrics=None)
-            return result
-        document = self.server.get_attestation(attestation_id)
-        facts = mlflow_facts.run_facts(self.client, version.run_id)
-        improvement = compute_improvement(
-            baseline_facts.metrics, facts.metrics, benchmark_metric, directions=metadata.get("directions")
-        )
-        _check_declared(declared, improvement["metric_deltas"])
-        predicate = document_predicate(document)
-        result.update(
-            delta_metrics={k: d["absolute_delta"] for k, d in improvement["metric_deltas"].items()},
-            improvement=improvement,
-            contributors=predicate["contributors"],
-            attestation=document,
-        )
+        model_id = T.format_model_id(version.name, version.version)
+        result = self.get_improvement(model_id, directions=metadata.get("directions"))
+        if result["improvement"] is not None:
+            _check_declared(declared, result["improvement"]["metric_deltas"])
         return result
 
     def _onchain_target(self, name: str, metadata: Mapping[str, Any]) -> OnchainTarget | None:
@@ -428,10 +447,16 @@ class HokusaiModelRegistry:
                     raise
         elif T.PROJECT not in registered.tags:
             self.client.set_registered_model_tag(name, T.PROJECT, project)
+        # mlflow.register_model reads the fluent URIs: the registry's, and the tracking server's to
+        # resolve a models:/m-<id> source. Both must be this registry's, whatever the caller's are.
+        # (MLflow's own context manager restores an unset tracking URI as unset.)
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
         previous = mlflow.get_registry_uri()
         mlflow.set_registry_uri(self.client._registry_uri)
         try:
-            return mlflow.register_model(source_uri, name, tags=tags)
+            with _use_tracking_uri(self.tracking_uri):
+                return mlflow.register_model(source_uri, name, tags=tags)
         except MlflowException as exc:
             # A Hokusai server validates the tags and refuses bad ones before writing anything.
             raise as_validation_error(exc) from None

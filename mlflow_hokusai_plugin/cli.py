@@ -7,6 +7,7 @@ Every command exits 0 on success, 1 when it ran and found a problem (an invalid 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -226,6 +227,44 @@ def audit_verify(store_uri: str) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.group()
+def pipeline() -> None:
+    """The Hokusai evaluation flow (Metaflow)."""
+
+
+@pipeline.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+)
+@click.argument("flow_args", nargs=-1, type=click.UNPROCESSED)
+def pipeline_run(flow_args: tuple[str, ...]) -> None:
+    """Run HokusaiEvaluationFlow on Metaflow with FLOW_ARGS (``hokusai pipeline run --help`` lists them).
+
+    \b
+    Examples:
+      hokusai pipeline run --dry-run --disable-services
+      hokusai pipeline run --baseline-model churn/3 --benchmark-data bench.csv \\
+          --contributed-data rows.csv --contributor 0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed
+    """
+    from mlflow_hokusai_plugin.pipeline.runner import run_flow
+
+    if any(arg in ("--help", "-h") for arg in flow_args):
+        # Metaflow's own help for ``run`` lists every parameter of the flow.
+        from mlflow_hokusai_plugin.pipeline.runner import flow_environment, flow_file
+
+        sys.exit(subprocess.call([sys.executable, flow_file(), "run", "--help"], env=flow_environment()))
+    outcome = run_flow(flow_args)
+    if outcome.ok:
+        for name, path in sorted((outcome.report.get("output_files") or {}).items()):
+            click.echo(f"{name}: {path}")
+        return
+    if outcome.failed_step:
+        click.echo(f"Error: the pipeline stopped at step {outcome.failed_step}: {outcome.error}", err=True)
+    else:
+        click.echo("Error: the pipeline did not run (see Metaflow's message above)", err=True)
+    sys.exit(2 if outcome.bad_input or not outcome.run_id else 1)
+
+
 @main.command()
 @click.option(
     "--workdir",
@@ -236,10 +275,14 @@ def audit_verify(store_uri: str) -> None:
 )
 @click.option("--keep-serving", is_flag=True, help="Keep the MLflow server (and UI) up until Ctrl-C.")
 def demo(workdir: Path, keep_serving: bool) -> None:
-    """Register a baseline and an improved model on an embedded MLflow server and verify the attestation."""
-    from mlflow_hokusai_plugin.demo import run_demo
+    """Run the evaluation flow on an embedded MLflow server: baseline, improvement, verified attestation."""
+    from mlflow_hokusai_plugin.demo import DemoError, run_demo
 
-    outcome = run_demo(workdir, keep_serving=keep_serving, say=click.echo)
+    try:
+        outcome = run_demo(workdir, keep_serving=keep_serving, say=click.echo)
+    except DemoError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     sys.exit(0 if outcome["verdict"]["valid"] else 1)
 
 

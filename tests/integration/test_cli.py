@@ -151,14 +151,15 @@ def test_attestation_verify(tmp_path, document):
 def test_demo_runs_twice_and_reuses_its_baseline(tmp_path):
     first = hokusai("demo", "--workdir", str(tmp_path / "demo"), timeout=300)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    assert "Registered baseline hokusai-demo-classifier/1" in first.stdout
+    assert "Running HokusaiEvaluationFlow on Metaflow" in first.stdout
+    assert "Baseline hokusai-demo-classifier/1 registered" in first.stdout
     assert "Verification with the attester address alone: VALID" in first.stdout
     assert "DeltaOne on accuracy" in first.stdout
     assert "/#/models/hokusai-demo-classifier/versions/2" in first.stdout
 
     second = hokusai("demo", "--workdir", str(tmp_path / "demo"), timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
-    assert "Reusing baseline hokusai-demo-classifier/1" in second.stdout
+    assert "Baseline hokusai-demo-classifier/1 reused" in second.stdout
     assert "hokusai-demo-classifier/1  ->  hokusai-demo-classifier/3" in second.stdout
 
 

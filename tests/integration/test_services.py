@@ -274,11 +274,29 @@ def test_track_improvement_signs_without_a_registered_model(tracking_uri, signer
     assert raised.value.field == "new_metrics.accuracy"
 
 
-def test_experiment_manager_compares_real_models(registry, tracking_uri, name):
-    from mlflow_hokusai_plugin.demo import load_demo_data, train_and_log
+def train_and_log(frame, benchmark, benchmark_digest: str, run_name: str) -> tuple[str, dict]:
+    """A classifier trained on ``frame`` and measured on the benchmark, logged in a new run."""
+    import mlflow.sklearn
 
-    data = load_demo_data()
-    base_uri, _ = train_and_log(data.baseline, data.benchmark, data.benchmark_digest, "base")
+    from mlflow_hokusai_plugin.pipeline import training
+    from mlflow_hokusai_plugin.pipeline.registration import log_benchmark
+
+    model = training.fit(training.default_estimator("classification"), frame, "label")
+    metrics = training.evaluate(model, benchmark, "label", "classification")
+    with mlflow.start_run(run_name=run_name):
+        info = mlflow.sklearn.log_model(model, name="model")
+        mlflow.log_metrics(metrics)
+        log_benchmark(benchmark, benchmark_digest)
+    return info.model_uri, metrics
+
+
+def test_experiment_manager_compares_real_models(registry, tracking_uri, name):
+    from mlflow_hokusai_plugin.pipeline.sample import load_sample
+    from mlflow_hokusai_plugin.services.datasets import dataframe_digest
+
+    data = load_sample()
+    digest = dataframe_digest(data.benchmark)
+    base_uri, _ = train_and_log(data.baseline, data.benchmark, digest, "base")
     base = registry.register_baseline(base_uri, "classification", {"benchmark_metric": "accuracy"}, name=name)
     manager = ExperimentManager(f"improve-{name}", tracking_uri=tracking_uri)
     run_id = manager.create_improvement_experiment(base["model_id"], data.contributions[0])
@@ -291,7 +309,7 @@ def test_experiment_manager_compares_real_models(registry, tracking_uri, name):
     import pandas as pd
 
     better_uri, _ = train_and_log(
-        pd.concat([data.baseline, *data.contributions]), data.benchmark, data.benchmark_digest, "better"
+        pd.concat([data.baseline, *data.contributions]), data.benchmark, digest, "better"
     )
     better = registry.register_improved_model(better_uri, base["model_id"], contributor=ALICE)
     report = manager.compare_models(base["model_id"], better["model_id"], data.benchmark)

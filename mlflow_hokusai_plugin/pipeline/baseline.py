@@ -14,6 +14,7 @@ must be a scikit-learn model (MLflow's ``sklearn`` flavor).
 
 from __future__ import annotations
 
+import pickle
 import re
 import tempfile
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ def _load_sklearn(path: str, spec: str) -> Any:
 
     try:
         return mlflow.sklearn.load_model(path)
-    except (MlflowException, OSError) as exc:
+    except (MlflowException, OSError, ImportError, ValueError, pickle.UnpicklingError) as exc:
         raise ValidationError(
             FIELD, f"{spec}: not a scikit-learn MLflow model ({_first_line(exc)})"
         ) from None

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.services.datasets import data_manifest
 
@@ -35,38 +37,63 @@ FIELD = "contributed_data"
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 CLASSIFICATION_TYPES = ("classification", "lead_scoring")
 
-# Names that say "personal data" whatever the values look like.
-_PII_NAME = re.compile(r"e[-_ ]?mail|phone|(^|[^a-z])(ssn|mobile)([^a-z]|$)|social[-_ ]?security", re.I)
+# Words of a column name that say "personal data" whatever the values look like. Whole words of
+# the name (split at _, -, spaces and camelCase), so `headphone_price` is not a phone number.
+_PII_WORDS = frozenset(
+    {
+        "email",
+        "mail",
+        "phone",
+        "telephone",
+        "tel",
+        "mobile",
+        "cellphone",
+        "msisdn",
+        "fax",
+        "ssn",
+        "phonenumber",
+    }
+)
+_PII_PAIRS = frozenset({("e", "mail"), ("social", "security"), ("cell", "phone"), ("phone", "number")})
 _PII_VALUES = (
     ("email addresses", re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")),
-    ("social security numbers", re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")),
+    ("social security numbers", re.compile(r"(?<![\d-])\d{3}[- ]\d{2}[- ]\d{4}(?![\d-])")),
     (
         "phone numbers",
-        re.compile(r"(?<!\d)(\+?\d{1,3}[\s.-]?)?(\(\d{3}\)|\d{3})[\s.-]\d{3}[\s.-]\d{4}(?!\d)"),
+        re.compile(
+            r"(?<![\d-])(\+\d{1,3}[\s.-]?|\d{1,3}[\s.-])?(\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]?\d{4}(?![\d-])"
+            r"|(?<![\w+])\+\d{1,3}([\s.-]?\d{2,4}){2,5}(?!\d)"
+        ),
     ),
 )
-_PII_SAMPLE = 1000  # values looked at per text column
+# Numbers as text could hide a benchmark copy behind a different rounding: compare 9 digits.
+_SIGNIFICANT_DIGITS = 9
 
 
 def read_table(path: str | Path, field_name: str = FIELD) -> Any:
     """Read a CSV, JSON (records or columns), JSON Lines or Parquet file into a DataFrame."""
     import pandas as pd
 
+    check_readable(path, field_name)
     path = Path(path)
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise ValidationError(
-            field_name, f"{path}: unsupported file type '{path.suffix}'; expected {', '.join(FORMATS)}"
-        )
-    if not path.is_file():
-        raise ValidationError(field_name, f"{path}: no such file")
+    kind = FORMATS[path.suffix.lower()]
     try:
         if kind == "csv":
-            frame = pd.read_csv(path)
+            # Blank lines kept (as empty rows), so row numbers match what an editor shows; only an
+            # empty cell is missing data ("NA" is Namibia, not NaN).
+            frame = pd.read_csv(path, skip_blank_lines=False, keep_default_na=False, na_values=[""])
         elif kind == "parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_json(path, lines=kind == "jsonl", precise_float=True)
+            # JSON's own types: no guessing dates from column names, no "02134" turned into 2134.
+            frame = pd.read_json(
+                path,
+                lines=kind == "jsonl",
+                precise_float=True,
+                dtype=False,
+                convert_dates=False,
+                keep_default_dates=False,
+            )
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValidationError(field_name, f"{path}: cannot be read as {kind}: {first_line}") from None
@@ -74,6 +101,17 @@ def read_table(path: str | Path, field_name: str = FIELD) -> Any:
         raise ValidationError(field_name, f"{path}: has no rows")
     frame.columns = [str(c) for c in frame.columns]
     return frame
+
+
+def check_readable(path: str | Path, field_name: str = FIELD) -> None:
+    """The file exists and has a supported type (read later, in the step that needs it)."""
+    path = Path(path)
+    if FORMATS.get(path.suffix.lower()) is None:
+        raise ValidationError(
+            field_name, f"{path}: unsupported file type '{path.suffix}'; expected {', '.join(FORMATS)}"
+        )
+    if not path.is_file():
+        raise ValidationError(field_name, f"{path}: no such file")
 
 
 @dataclass(frozen=True)
@@ -189,17 +227,28 @@ def pii_columns(frame: Any, protected: Sequence[str] = ()) -> dict[str, str]:
     found = {}
     for column in frame.columns:
         name = str(column)
-        if name not in protected and _PII_NAME.search(name):
+        if name not in protected and _pii_name(name):
             found[name] = f"the name '{name}' suggests personal data"
             continue
         if pd.api.types.is_numeric_dtype(frame[column]):
             continue
-        values = frame[column].dropna().astype(str).head(_PII_SAMPLE)
+        values = frame[column].dropna().astype(str)  # every value: row 1200 counts as much as row 1
         for what, pattern in _PII_VALUES:
             if values.str.contains(pattern).any():
                 found[name] = f"values look like {what}"
                 break
     return found
+
+
+def _pii_name(name: str) -> bool:
+    """Whether a column name says personal data, by its words.
+
+    >>> [_pii_name(n) for n in ("mobileNumber", "customerSSN", "e_mail", "headphone_price", "phone_count")]
+    [True, True, True, False, True]
+    """
+    words = [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)]
+    pairs = zip(words, words[1:], strict=False)
+    return any(w in _PII_WORDS for w in words) or any(pair in _PII_PAIRS for pair in pairs)
 
 
 def conform(
@@ -229,10 +278,12 @@ def conform(
         if empty.any():
             raise ValidationError(field_name, f"{path}: row {_row(empty)}, column '{column}': empty cell")
         if column in schema.numeric:
-            numeric = pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)
-            values = raw if numeric else pd.to_numeric(raw, errors="coerce")
-            if values.isna().any():
-                row = _row(values.isna())
+            # True/False, inf and text are not numbers, whatever pandas would make of them.
+            is_bool = raw.map(lambda v: isinstance(v, (bool, np.bool_)))
+            values = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_numeric(raw, errors="coerce")
+            bad = is_bool | values.isna() | ~np.isfinite(values.astype(float))
+            if bad.any():
+                row = _row(bad)
                 raise ValidationError(
                     field_name,
                     f"{path}: row {row}, column '{column}': {_show(raw.iloc[row - 1])} is not a number",
@@ -270,5 +321,10 @@ def _row_keys(frame: Any, schema: BenchmarkSchema) -> Any:
     so that a benchmark row read back from a CSV file hashes the same as the original."""
     import pandas as pd
 
-    columns = {c: frame[c].astype(float if c in schema.numeric else str) for c in schema.columns}
+    columns = {}
+    for c in schema.columns:
+        if c in schema.numeric:
+            columns[c] = frame[c].astype(float).map(lambda v: float(f"{v:.{_SIGNIFICANT_DIGITS}g}"))
+        else:
+            columns[c] = frame[c].astype(str)
     return pd.util.hash_pandas_object(pd.DataFrame(columns), index=False)

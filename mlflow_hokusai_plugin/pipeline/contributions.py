@@ -103,7 +103,7 @@ def plan_contributions(contributor: str, contributed_data: str) -> ContributionP
 
 def _read_entries(path: Path) -> list[dict]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a CSV saved by Excel starts with a BOM
     except (OSError, UnicodeDecodeError) as exc:
         raise ValidationError(FIELD, f"{path}: cannot be read ({exc})") from None
     if path.suffix.lower() == ".csv":

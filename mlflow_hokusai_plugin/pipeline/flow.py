@@ -93,6 +93,8 @@ class HokusaiEvaluationFlow(FlowSpec):
     def load_baseline_model(self):
         from mlflow_hokusai_plugin.pipeline import baseline, sample
 
+        if not self.disable_services:
+            self._use_tracking_server()
         with stops_on_bad_input():
             if self.dry_run and not self.baseline_model:
                 rows = sample.load_sample().baseline
@@ -118,7 +120,11 @@ class HokusaiEvaluationFlow(FlowSpec):
                 print("Services disabled: the baseline is measured, not registered")
             elif self.baseline_registered_id:
                 record = registration.check_registered_baseline(
-                    self.tracking_uri, self.baseline_registered_id, self.benchmark_digest, metric
+                    self.tracking_uri,
+                    self.baseline_registered_id,
+                    self.benchmark_digest,
+                    metric,
+                    self.model_type,
                 )
             else:
                 record = registration.register_baseline(
@@ -133,6 +139,8 @@ class HokusaiEvaluationFlow(FlowSpec):
                     experiment_name=self.experiment,
                     tracking_uri=self.tracking_uri,
                 )
+        with stops_on_bad_input():
+            training.require_metric(record["metrics"], metric, "the baseline")
         self.baseline_record = record
         self.baseline_id = record["model_id"]
         if self.baseline_id:
@@ -147,7 +155,7 @@ class HokusaiEvaluationFlow(FlowSpec):
         with stops_on_bad_input():
             contributor, data = self.contributor, self.contributed_data
             if self.dry_run and not (contributor or data):
-                contributor = str(sample.write_contribution_files(Path(self.settings["run_dir"]) / "sample"))
+                contributor = str(sample.write_contribution_files(self._run_dir() / "sample"))
             plan = contributions.plan_contributions(contributor, data)
             schema = contributed_data.BenchmarkSchema.of(self.benchmark, self.label_column, self.model_type)
             integrated = contributed_data.integrate(
@@ -156,7 +164,7 @@ class HokusaiEvaluationFlow(FlowSpec):
             self.contributors = plan.contributors_for(integrated.rows_kept)
         self.contributed = integrated.frame
         self.data_manifest = integrated.manifest
-        path = _write_json(self.settings["run_dir"], "data_manifest", integrated.manifest)
+        path = _write_json(self._run_dir(), "data_manifest", integrated.manifest)
         self.output_files = {"data_manifest": path}
         dropped = integrated.manifest["dropped"]
         print(
@@ -178,6 +186,10 @@ class HokusaiEvaluationFlow(FlowSpec):
                 manager = ExperimentManager(self.experiment, tracking_uri=self.tracking_uri)
                 self.experiment_run_id = manager.create_improvement_experiment(
                     self.baseline_id, self.contributed
+                )
+                # The pipeline's manifest (sources, what was dropped) replaces the bare one.
+                manager.client.log_dict(
+                    self.experiment_run_id, self.data_manifest, "hokusai/data_manifest.json"
                 )
             print(f"MLflow run {self.experiment_run_id} in experiment '{self.experiment}'")
         self.next(self.train_new_model)
@@ -209,6 +221,7 @@ class HokusaiEvaluationFlow(FlowSpec):
             self.new_metrics = training.evaluate(
                 self.new_model, self.benchmark, self.label_column, self.model_type
             )
+            training.require_metric(self.new_metrics, self.settings["benchmark_metric"], "the new model")
         if self.experiment_run_id:
             registration.log_candidate_evaluation(
                 self.experiment_run_id,
@@ -263,6 +276,7 @@ class HokusaiEvaluationFlow(FlowSpec):
         """Write the DeltaOne output document and the attestation to --output-dir (and to MLflow)."""
         from mlflow_hokusai_plugin import __version__
         from mlflow_hokusai_plugin.pipeline.output import deltaone_output
+        from mlflow_hokusai_plugin.pipeline.settings import redact_uri
 
         self.deltaone_output = deltaone_output(
             improvement=self.improvement,
@@ -292,13 +306,13 @@ class HokusaiEvaluationFlow(FlowSpec):
                 "pipeline_run_id": self.pipeline_run_id,
                 "dry_run": self.dry_run,
                 "services_enabled": not self.disable_services,
-                "tracking_uri": None if self.disable_services else self.tracking_uri,
+                "tracking_uri": None if self.disable_services else redact_uri(self.tracking_uri),
                 "project": self.settings["project"],
                 "plugin_version": __version__,
             },
             attestation=self.attestation,
         )
-        run_dir = self.settings["run_dir"]
+        run_dir = self._run_dir()
         self.output_files["deltaone_output"] = _write_json(run_dir, "deltaone_output", self.deltaone_output)
         if self.attestation is not None:
             self.output_files["attestation"] = _write_json(run_dir, "attestation", self.attestation)
@@ -320,6 +334,18 @@ class HokusaiEvaluationFlow(FlowSpec):
             f"{self.deltaone_output['attestation']['status']}"
         )
 
+    def _run_dir(self) -> Path:
+        from mlflow_hokusai_plugin.pipeline.settings import output_run_dir
+
+        return output_run_dir(self.settings["output_dir"], current.run_id)
+
+    def _use_tracking_server(self) -> None:
+        """Every MLflow call of this step goes to --tracking-uri, whatever MLFLOW_TRACKING_URI says."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
     def _parameter_values(self) -> dict:
         names = (
             "baseline_model contributed_data contributor model_type output_dir dry_run disable_services "
@@ -329,10 +355,13 @@ class HokusaiEvaluationFlow(FlowSpec):
         return {name: getattr(self, name) for name in names}
 
 
-def _write_json(directory: str, name: str, document: dict) -> str:
+def _write_json(directory: str | Path, name: str, document: dict) -> str:
     path = Path(directory) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    # Whole or not at all: a crash mid-write must not leave a truncated document behind.
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(partial, path)
     return str(path)
 
 

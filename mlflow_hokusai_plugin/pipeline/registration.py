@@ -39,7 +39,15 @@ MODEL_PATH = "model"
 BENCHMARK_NAME = "benchmark"
 
 
-def baseline_key(*, model_name: str, model_type: str, benchmark_digest: str, source: str) -> str:
+def baseline_key(
+    *,
+    model_name: str,
+    model_type: str,
+    benchmark_digest: str,
+    source: str,
+    benchmark_metric: str = "",
+    project: str = "",
+) -> str:
     """What makes two baselines the same one: the model, its type and the benchmark it is measured on.
 
     >>> len(baseline_key(model_name="m", model_type="classification", benchmark_digest="ab", source="s"))
@@ -50,6 +58,8 @@ def baseline_key(*, model_name: str, model_type: str, benchmark_digest: str, sou
         "model_type": model_type,
         "benchmark_digest": benchmark_digest,
         "source": source,
+        "benchmark_metric": benchmark_metric,
+        "project": project,
     }
     return sha256_hex(canonical_json(identity))
 
@@ -93,6 +103,8 @@ def register_baseline(
         model_type=model_type,
         benchmark_digest=digest,
         source=source or sha256_hex(pickle.dumps(model)),
+        benchmark_metric=benchmark_metric,
+        project=project,
     )
     tracking_uri = tracking_uri or mlflow.get_tracking_uri()
     registry = HokusaiModelRegistry(tracking_uri)
@@ -143,8 +155,15 @@ def track_improvement(
     """
     registry = HokusaiModelRegistry(tracking_uri or mlflow.get_tracking_uri())
     for version in registry.client.search_model_versions(f"run_id = '{_quoted(run_id)}'"):
-        if (version.tags or {}).get(T.BASELINE) == baseline_id:
+        tags = version.tags or {}
+        if tags.get(T.BASELINE) == baseline_id:
             model_id = T.format_model_id(version.name, version.version)
+            if tags.get(T.ATTESTATION_STATUS) == T.STATUS_FAILED:
+                # Registered by an earlier attempt whose facts could not be attested: not a result.
+                raise ValidationError(
+                    "run_id",
+                    f"{model_id}, registered from run {run_id}, failed attestation; see the server log",
+                )
             return {**registry.get_improvement(model_id), "reused": True}
     result = registry.register_improved_model(
         model_uri or f"runs:/{run_id}/{MODEL_PATH}",
@@ -177,9 +196,9 @@ def log_candidate_evaluation(
 
 
 def check_registered_baseline(
-    tracking_uri: str, baseline_id: str, benchmark_digest: str, metric: str
+    tracking_uri: str, baseline_id: str, benchmark_digest: str, metric: str, model_type: str
 ) -> dict:
-    """A baseline given by id: it must have been measured on this benchmark, with this metric."""
+    """A baseline given by id: measured on this benchmark, with this metric, of this model type."""
     registry = HokusaiModelRegistry(tracking_uri)
     name, version = T.parse_model_id(baseline_id, "baseline_model")
     found = mlflow_facts.get_version(registry.client, name, version, "baseline_model")
@@ -193,6 +212,14 @@ def check_registered_baseline(
         )
     if metric not in facts.metrics:
         raise ValidationError("baseline_model", f"the source run of {baseline_id} did not log '{metric}'")
+    tags = found.tags or {}
+    # The server measures DeltaOne on the baseline's own metric: a different one here would mislead.
+    for tag, wanted, parameter in (
+        (T.BENCHMARK_METRIC, metric, "benchmark_metric"),
+        (T.MODEL_TYPE, model_type, "model_type"),
+    ):
+        if tags.get(tag) and tags[tag] != wanted:
+            raise ValidationError(parameter, f"{baseline_id} has {tag} '{tags[tag]}', not '{wanted}'")
     return {**registry.describe(baseline_id), "metrics": facts.metrics, "reused": True}
 
 

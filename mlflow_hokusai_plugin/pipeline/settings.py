@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.errors import ValidationError
@@ -49,15 +50,25 @@ def prepare(params: Mapping[str, Any], flow_name: str, run_id: str) -> Setup:
         raise ValidationError(
             "benchmark_metric", f"'{metric}' is not one of {', '.join(known)} for {model_type}"
         )
-    if params["contributor"]:
-        contributions.plan_contributions(params["contributor"], params["contributed_data"])
+    if params["contributor"] or params["contributed_data"] or not params["dry_run"]:
+        # Found now, before the baseline is registered: who contributed and that their files exist.
+        plan = contributions.plan_contributions(params["contributor"], params["contributed_data"])
+        for source in plan.sources:
+            contributed_data.check_readable(source.path)
+    if services:
+        check_tracking_server(params["tracking_uri"])
 
     benchmark, train_rows = _load_data(params, model_type, label)
-    run_dir = Path(params["output_dir"] or ".").resolve() / str(run_id)
+    run_dir = output_run_dir(params["output_dir"], run_id)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValidationError("output_dir", f"{run_dir} cannot be created ({exc.strerror})") from None
+    if train_rows is None:
+        print(
+            "Warning: no --training-data: the new model is trained on the contributed rows alone, so it "
+            "is compared with a baseline that saw other data"
+        )
     model_name = params["model_name"] or (
         SAMPLE_MODEL_NAME.format(model_type=model_type) if params["dry_run"] else f"hokusai_{model_type}"
     )
@@ -65,7 +76,7 @@ def prepare(params: Mapping[str, Any], flow_name: str, run_id: str) -> Setup:
         "model_name": model_name,
         "benchmark_metric": metric,
         "project": project,
-        "run_dir": str(run_dir),
+        "output_dir": str(Path(params["output_dir"] or ".").resolve()),
         "pipeline_run_id": f"metaflow:{flow_name}/{run_id}",
         "services": services,
     }
@@ -77,9 +88,46 @@ def prepare(params: Mapping[str, Any], flow_name: str, run_id: str) -> Setup:
     summary = (
         f"{model_type} model '{model_name}' in project '{project}', benchmark {source} "
         f"({len(benchmark)} rows, {metric}), "
-        + ("MLflow at " + params["tracking_uri"] if services else "services disabled")
+        + ("MLflow at " + redact_uri(params["tracking_uri"]) if services else "services disabled")
     )
     return Setup(settings, benchmark, train_rows, dataframe_digest(benchmark), summary)
+
+
+def output_run_dir(output_dir: str, run_id: str) -> Path:
+    """``<output-dir>/<metaflow run id>/`` (a resumed run writes under its own new id)."""
+    return Path(output_dir or ".").resolve() / str(run_id)
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without credentials (``https://user:token@host`` -> ``https://host``).
+
+    >>> redact_uri("https://me:s3cret@mlflow.example.org/x")
+    'https://mlflow.example.org/x'
+    """
+    parts = urlsplit(uri)
+    if not parts.password and not parts.username:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+
+
+def check_tracking_server(tracking_uri: str) -> None:
+    """The MLflow server answers; and someone can sign: a Hokusai server, or a key here."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_hokusai_plugin.services.hokusai_server import hokusai_app_client
+    from mlflow_hokusai_plugin.signer import Signer
+
+    try:
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except (MlflowException, OSError) as exc:
+        message = str(getattr(exc, "message", exc)).strip().splitlines()[0][:300]
+        raise ValidationError(
+            "tracking_uri", f"{redact_uri(tracking_uri)} does not answer: {message}"
+        ) from None
+    if hokusai_app_client(tracking_uri) is None:
+        # A plain MLflow server: the services sign in this process, so the key must be here.
+        Signer.from_env()
 
 
 def _load_data(params: Mapping[str, Any], model_type: str, label: str) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 from metaflow.exception import MetaflowException
 
-from mlflow_hokusai_plugin.core.errors import HokusaiError
+from mlflow_hokusai_plugin.core.errors import HokusaiError, ValidationError
 
 
 class PipelineInputError(MetaflowException):
@@ -20,10 +20,18 @@ class PipelineInputError(MetaflowException):
     headline = "Hokusai pipeline: bad input"
 
 
+class PipelineSetupError(MetaflowException):
+    """The host is not set up for this run (no attester key for a plain MLflow server ...)."""
+
+    headline = "Hokusai pipeline: setup"
+
+
 @contextmanager
 def stops_on_bad_input() -> Iterator[None]:
-    """Turn the plugin's own errors (ValidationError, SignerError ...) into PipelineInputError."""
+    """Turn the plugin's own errors into one-message Metaflow errors: input, or setup."""
     try:
         yield
-    except HokusaiError as exc:
+    except ValidationError as exc:
         raise PipelineInputError(str(exc)) from None
+    except HokusaiError as exc:  # SignerError and the like: the operator's to fix, not the data's
+        raise PipelineSetupError(str(exc)) from None

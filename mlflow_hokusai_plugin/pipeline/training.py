@@ -75,8 +75,9 @@ def fit(estimator: Any, frame: Any, label_column: str) -> Any:
     features, labels = split(frame, label_column)
     try:
         return clone(estimator).fit(features, labels)
-    except (ValueError, TypeError) as exc:
-        raise ValidationError("training_data", f"the model could not be fitted: {exc}") from None
+    except (ValueError, TypeError, RuntimeError) as exc:
+        # The data does not suit the estimator (a label it cannot learn, a value it refuses).
+        raise ValidationError("training_data", f"the model could not be fitted: {_first_line(exc)}") from None
 
 
 def evaluate(model: Any, benchmark: Any, label_column: str, model_type: str) -> dict[str, float]:
@@ -84,8 +85,25 @@ def evaluate(model: Any, benchmark: Any, label_column: str, model_type: str) -> 
     features, labels = split(benchmark, label_column)
     try:
         predictions = model.predict(features)
+        if model_type == REGRESSION:
+            return evaluation.regression_metrics(labels, predictions)
+        scores = evaluation.positive_scores(model, features)
+        return evaluation.classification_metrics(labels, predictions, scores)
     except (ValueError, TypeError, KeyError) as exc:
-        raise ValidationError("benchmark", f"the model cannot score the benchmark: {exc}") from None
-    if model_type == REGRESSION:
-        return evaluation.regression_metrics(labels, predictions)
-    return evaluation.classification_metrics(labels, predictions, evaluation.positive_scores(model, features))
+        # A regressor scored as a classifier, columns it was not trained on, labels of another kind.
+        raise ValidationError(
+            "benchmark", f"the {model_type} model cannot be scored on the benchmark: {_first_line(exc)}"
+        ) from None
+
+
+def require_metric(metrics: dict[str, float], metric: str, whose: str) -> None:
+    """The benchmark metric must be among what was measured (auroc needs class scores)."""
+    if metric not in metrics:
+        raise ValidationError(
+            "benchmark_metric", f"'{metric}' could not be measured for {whose}; measured {sorted(metrics)}"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

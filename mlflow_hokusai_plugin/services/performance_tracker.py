@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from mlflow_hokusai_plugin import __version__
+from mlflow_hokusai_plugin.client.run_context import resolve_hokusai_tags
 from mlflow_hokusai_plugin.core import contributors as contrib
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
@@ -167,7 +168,9 @@ class PerformanceTracker:
         }
         if existing:
             return {**record, "run_id": existing[0].info.run_id, "recorded_at": existing[0].info.start_time}
+        # create_run, unlike mlflow.start_run, asks no run context provider: add their tags here.
         tags = {
+            **resolve_hokusai_tags(),
             CONTRIBUTOR_TAG: address,
             MODEL_ID_TAG: model_id,
             _CONTRIBUTION_KEY_TAG: key,

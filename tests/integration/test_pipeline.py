@@ -282,6 +282,8 @@ def test_register_baseline_is_idempotent_and_recovers_an_unregistered_run(server
         model_type="classification",
         benchmark_digest=first["benchmark_dataset_digest"],
         source="s2",
+        benchmark_metric="accuracy",
+        project="default",
     )
     experiment = client.get_experiment_by_name(registration.DEFAULT_EXPERIMENT)
     with mlflow.start_run(

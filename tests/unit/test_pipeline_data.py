@@ -273,3 +273,82 @@ def test_benchmark_problems_are_named():
 def test_read_table_keeps_column_names_as_text(tmp_path):
     frame = read_table(write(pd.DataFrame({1: [1.0], "b": [2.0]}), tmp_path / "t.parquet"))
     assert list(frame.columns) == ["1", "b"]
+
+
+def test_a_benchmark_copy_is_caught_whatever_the_rounding_of_its_export(tmp_path, sample, schema):
+    copy = sample.benchmark.iloc[:50]
+    # pandas' own JSON export keeps 10 digits, a CSV export with %.12g keeps 12: both still copies.
+    copy.to_json(tmp_path / "copy.json", orient="records")
+    copy.to_csv(tmp_path / "copy.csv", index=False, float_format="%.12g")
+    rows = pd.concat([sample.contributions[0].iloc[:5]])
+    for name in ("copy.json", "copy.csv"):
+        result = integrate(
+            [Source(write(rows, tmp_path / "own.csv")), Source(str(tmp_path / name))],
+            schema,
+            benchmark=sample.benchmark,
+        )
+        assert result.manifest["dropped"]["benchmark_rows"] == 50, name
+        assert result.rows_kept == [5, 0]
+
+
+def test_json_is_read_as_written_no_dates_guessed(tmp_path):
+    benchmark = pd.DataFrame({"signup_time": [1.7e9, 1.8e9], "zip": ["02134", "10001"], "label": [0, 1]})
+    text_schema = BenchmarkSchema.of(benchmark, "label", "classification")
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps([{"signup_time": 1700000000, "zip": "02134", "label": 1}]))
+    result = integrate([Source(str(path))], text_schema)
+    assert result.frame["signup_time"].tolist() == [1.7e9]
+    assert result.frame["zip"].tolist() == ["02134"]
+
+
+def test_personal_data_late_in_a_column_is_still_found(tmp_path, sample):
+    frame = pd.DataFrame({"note": ["ok"] * 1500})
+    frame.loc[1200, "note"] = "reach me at ann@example.org"
+    assert pii_columns(frame) == {"note": "values look like email addresses"}
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ("(555)123-4567", True),
+        ("+44 20 7946 0958", True),
+        ("123 45 6789", True),
+        ("order 2024-555-1234", False),
+        ("batch 20240101", False),
+    ],
+)
+def test_phone_and_ssn_values(value, found):
+    assert bool(pii_columns(pd.DataFrame({"text": [value]}))) is found
+
+
+def test_infinite_and_boolean_values_are_not_numbers(tmp_path, sample, schema):
+    rows = sample.contributions[0].reset_index(drop=True).astype({"mean area": object})
+    rows.loc[3, "mean area"] = "inf"
+    assert "row 4, column 'mean area': inf is not a number" in refused(
+        [Source(write(rows, tmp_path / "a.csv"))], schema
+    )
+    records = sample.contributions[0].iloc[:2].to_dict(orient="records")
+    records[1]["mean area"] = True
+    (tmp_path / "b.json").write_text(json.dumps(records))
+    assert "row 2, column 'mean area': True is not a number" in refused(
+        [Source(str(tmp_path / "b.json"))], schema
+    )
+
+
+def test_blank_lines_keep_row_numbers_and_na_is_text(tmp_path, sample, schema):
+    rows = sample.contributions[0].iloc[:4]
+    lines = rows.to_csv(index=False).splitlines()
+    (tmp_path / "gap.csv").write_text("\n".join(lines[:3] + [""] + lines[3:]) + "\n")
+    assert "row 3, column 'mean radius': empty cell" in refused([Source(str(tmp_path / "gap.csv"))], schema)
+    countries = pd.DataFrame({"country": ["NA", "FR"], "label": [0, 1]})
+    text_schema = BenchmarkSchema.of(countries, "label", "classification")
+    result = integrate([Source(write(countries, tmp_path / "c.csv"))], text_schema)
+    assert result.frame["country"].tolist() == ["NA", "FR"]
+
+
+def test_a_contributors_csv_saved_with_a_bom(tmp_path):
+    path = tmp_path / "contributors.csv"
+    path.write_bytes(f"\ufeffaddress,weight_bps\n{ALICE},10000\n".encode())
+    assert plan_contributions(str(path), "rows.csv").contributors_for([1]) == [
+        {"address": ALICE, "weight_bps": 10000}
+    ]

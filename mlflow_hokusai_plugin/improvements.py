@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlflow_hokusai_plugin import __version__
+from mlflow_hokusai_plugin import __version__, prometheus_metrics
 from mlflow_hokusai_plugin.artifact_digest import artifact_uri_digest
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
@@ -145,6 +145,11 @@ class Registrar:
                 attested.document,
                 self._contributions(model_id, attested),
             )
+            if document is attested.document:
+                # Counted once, by the worker whose record won (a racing duplicate reads it back).
+                prometheus_metrics.improvement_attested(
+                    tags.get(T.PROJECT), attested.improvement["delta_one_bps"]
+                )
             if document is attested.document and self.audit is not None:
                 self.audit.append(
                     actor="hokusai",
@@ -170,6 +175,7 @@ class Registrar:
             except ValidationError as exc:
                 # The facts changed under it (a run deleted, a tag edited): it can never be signed.
                 self.registry.set_tag(name, version, T.ATTESTATION_STATUS, T.STATUS_FAILED)
+                prometheus_metrics.attestation_failed()
                 results.append({"model_id": f"{name}/{version}", "status": "failed", "error": str(exc)})
             except Exception as exc:  # noqa: BLE001 - one bad version must not stop the others
                 _logger.exception("reconcile of %s/%s failed; it stays pending", name, version)

@@ -77,7 +77,8 @@ class HokusaiServers:
 
     ``start(backend="postgresql"|"sqlite", workers=2, gunicorn=False, env={...})`` returns a running
     MlflowServerProcess with artifacts in S3 (moto). Each call gets a fresh database unless
-    ``store_uri`` is given (to restart a server on the same database).
+    ``store_uri`` is given (to restart a server on the same database), and the session's artifact
+    prefix unless ``artifacts_destination`` is given.
     """
 
     def __init__(self, postgres, s3, tmp_path_factory) -> None:
@@ -101,6 +102,8 @@ class HokusaiServers:
         gunicorn: bool = False,
         env: dict | None = None,
         store_uri: str | None = None,
+        artifacts_destination: str | None = None,
+        extra_args: list[str] | None = None,
     ) -> MlflowServerProcess:
         store_uri = store_uri or self.store_uri(backend)
         env = dict(env or {})
@@ -109,9 +112,10 @@ class HokusaiServers:
             # session; the rate-limit tests set their own limits and so keep the limiter on.
             env["HOKUSAI_RATELIMIT_ENABLED"] = "0"
         extra = ["--gunicorn-opts", f"--workers {workers} --timeout 120"] if gunicorn else []
+        extra += extra_args or []
         server = MlflowServerProcess(
             store_uri,
-            f"s3://{self.s3.bucket}/hokusai-artifacts",
+            artifacts_destination or f"s3://{self.s3.bucket}/hokusai-artifacts",
             workers=workers,
             app_name="hokusai",
             env={
@@ -147,3 +151,22 @@ def hokusai_servers(postgres, s3, tmp_path_factory):
 def hokusai_server(hokusai_servers):
     """One shared hokusai server: uvicorn, 2 workers, PostgreSQL, S3."""
     return hokusai_servers.start("postgresql", workers=2)
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    """An empty Redis database of its own (reserved with a marker key), flushed afterwards."""
+    import redis
+
+    base = "redis://127.0.0.1:6379"
+    try:
+        redis.Redis.from_url(base).ping()
+    except redis.RedisError as exc:
+        pytest.exit(f"Redis is required by the tests ({base}): {exc}", returncode=3)
+    for db in range(7, 0, -1):
+        client = redis.Redis.from_url(f"{base}/{db}")
+        if client.set("hokusai-test-reserved", "1", nx=True) and client.dbsize() == 1:
+            yield f"{base}/{db}"
+            client.flushdb()
+            return
+    pytest.fail("no empty Redis database among 1-7 on 127.0.0.1:6379")

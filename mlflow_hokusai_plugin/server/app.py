@@ -26,10 +26,12 @@ from mlflow_hokusai_plugin.server.auth import (
     AsgiApiKeyMiddleware,
     install_api_key_auth,
     native_route_matcher,
+    native_route_of,
 )
 from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER, HokusaiConfig, load_signer
 from mlflow_hokusai_plugin.server.rate_limits import install_rate_limits, rate_limit_storage_check
 from mlflow_hokusai_plugin.server.request_context import REQUEST_ID_HEADER, current_request_id
+from mlflow_hokusai_plugin.server.request_log import AsgiRequestLogMiddleware, install_request_log
 
 _logger = logging.getLogger(__name__)
 
@@ -65,6 +67,16 @@ class HokusaiState:
         if self._api_keys is None:
             self._api_keys = ApiKeyStore(self.registry_store().engine)
         return self._api_keys
+
+    def last_backup_time(self) -> float | None:
+        """Unix time of the last successful ``hokusai backup create`` on this database, if any."""
+        from mlflow_hokusai_plugin.db.backups import last_backup_time
+
+        try:
+            return last_backup_time(self.registry_store().engine)
+        except Exception:  # noqa: BLE001 - a scrape reports what it can; readiness shows the database
+            _logger.warning("could not read the last backup time", exc_info=True)
+            return None
 
     def readiness(self) -> dict[str, dict]:
         checks = {}
@@ -185,6 +197,8 @@ def create_app(app: Flask | None = None) -> Any:
         g.hokusai_request_id = None
         current_request_id()
 
+    install_request_log(app)
+
     api_key_auth = None
     if config.auth == "apikey":
         api_key_auth = ApiKeyAuth(app.extensions["hokusai"].api_keys(), _project_of)
@@ -214,9 +228,14 @@ def create_app(app: Flask | None = None) -> Any:
         from mlflow.server.fastapi_app import create_fastapi_app
 
         fastapi_app = create_fastapi_app(app)
+        route_of = native_route_of(fastapi_app)
         if api_key_auth is not None:
             fastapi_app.add_middleware(
                 AsgiApiKeyMiddleware, auth=api_key_auth, is_native=native_route_matcher(fastapi_app)
             )
+        # Added last, so outermost: it sees the status (and principal) of every native request.
+        fastapi_app.add_middleware(
+            AsgiRequestLogMiddleware, is_native=lambda scope: route_of(scope) is not None, route_of=route_of
+        )
         return fastapi_app
     return app

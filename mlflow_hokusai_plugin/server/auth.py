@@ -211,6 +211,9 @@ class AsgiApiKeyMiddleware:
             elif not role_allows(principal.role, access.role):
                 status, code = 403, "PERMISSION_DENIED"
                 message = f"this key's role '{principal.role}' cannot {access.role} here"
+            if principal is not None:
+                # For the request log, which wraps this middleware and reads the scope afterwards.
+                scope.setdefault("state", {})["hokusai_principal"] = principal.name
             if status:
                 body = json.dumps({"error_code": code, "message": message}).encode()
                 response_headers = [
@@ -235,17 +238,26 @@ class _Headers:
         return self._headers.get(name.lower(), default)
 
 
-def native_route_matcher(fastapi_app: Any) -> Callable[[dict], bool]:
-    """True for a request a native FastAPI route (not the mounted Flask app) will serve."""
+def native_route_of(fastapi_app: Any) -> Callable[[dict], str | None]:
+    """The path template of the native FastAPI route (not the mounted Flask app) a request goes to."""
     from starlette.routing import Match, Mount
 
-    routes = [
+    native = [
         route
         for route in fastapi_app.router.routes
         if not (isinstance(route, Mount) and route.path in ("", "/"))
     ]
 
-    def is_native(scope: dict) -> bool:
-        return any(route.matches(scope)[0] == Match.FULL for route in routes)
+    def route_of(scope: dict) -> str | None:
+        for route in native:
+            if route.matches(scope)[0] == Match.FULL:
+                return getattr(route, "path", None) or scope["path"]
+        return None
 
-    return is_native
+    return route_of
+
+
+def native_route_matcher(fastapi_app: Any) -> Callable[[dict], bool]:
+    """True for a request a native FastAPI route (not the mounted Flask app) will serve."""
+    route_of = native_route_of(fastapi_app)
+    return lambda scope: route_of(scope) is not None

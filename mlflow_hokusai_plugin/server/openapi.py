@@ -106,6 +106,18 @@ OPERATIONS: tuple[Operation, ...] = (
         public=True,
     ),
     Operation(
+        "get",
+        routes.METRICS,
+        "getMetrics",
+        "Prometheus metrics",
+        "Requests, registrations, attestations, DeltaOne awarded, auth failures and rate-limited requests "
+        "(every worker's, when the server runs with --expose-prometheus), readiness and the last backup.",
+        "health",
+        {200: (None, "Prometheus text exposition format 0.0.4.")},
+        public=True,
+        media_type="text/plain",
+    ),
+    Operation(
         "post",
         routes.REGISTER_MODEL,
         "registerModel",
@@ -344,8 +356,8 @@ def _operation(op: Operation, refs: dict) -> dict:
     for status, (model, description) in op.responses.items():
         if model is not None:
             content = {"application/json": {"schema": refs[(model, "serialization")]}}
-        elif op.media_type == "text/html":
-            content = {"text/html": {"schema": {"type": "string"}}}
+        elif op.media_type != "application/json":
+            content = {op.media_type: {"schema": {"type": "string"}}}
         else:
             content = {"application/json": {"schema": {"type": "object"}}}
         responses[str(status)] = {"description": description, "content": content}

@@ -2,7 +2,7 @@
 
 Pure request classification, so every rule can be read in one place:
 
-- public: liveness/readiness, the OpenAPI document and docs page, attestation verification;
+- public: liveness/readiness, metrics, the OpenAPI document and docs page, attestation verification;
 - admin: the API-key routes;
 - read: GET/HEAD/OPTIONS, and MLflow's POST search/get endpoints;
 - write: everything else.
@@ -30,6 +30,9 @@ PUBLIC_PATHS = frozenset(
         "/ajax-api/2.0/hokusai/openapi.json",
         "/api/2.0/hokusai/docs",
         "/ajax-api/2.0/hokusai/docs",
+        # Counts only, no secrets; keep it off the public network (nginx denies it) instead.
+        "/api/2.0/hokusai/metrics",
+        "/ajax-api/2.0/hokusai/metrics",
     }
 )
 PUBLIC_POSTS = frozenset(

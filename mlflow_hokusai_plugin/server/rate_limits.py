@@ -209,7 +209,12 @@ def request_class() -> str | None:
 @functools.cache
 def _exempt_paths() -> frozenset[str]:
     prefix = os.environ.get("_MLFLOW_STATIC_PREFIX", "").rstrip("/")
-    paths = {"/health", *routes.both(routes.HEALTH_LIVE), *routes.both(routes.HEALTH_READY)}
+    paths = {
+        "/health",
+        *routes.both(routes.HEALTH_LIVE),
+        *routes.both(routes.HEALTH_READY),
+        *routes.both(routes.METRICS),
+    }
     return frozenset(prefix + path for path in paths)
 
 

@@ -25,6 +25,7 @@ OPENAPI = "/openapi.json"
 DOCS = "/docs"
 API_KEYS = "/keys"
 REVOKE_API_KEY = "/keys/<int:key_id>/revoke"
+METRICS = "/metrics"
 
 
 def both(path: str) -> tuple[str, str]:

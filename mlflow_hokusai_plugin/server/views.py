@@ -1,4 +1,4 @@
-"""The Hokusai routes mounted into the MLflow server: health and attestations."""
+"""The Hokusai routes mounted into the MLflow server: health, metrics, attestations, lineage, impact."""
 
 from __future__ import annotations
 
@@ -40,6 +40,21 @@ def health_ready():
     response = jsonify(body)
     response.status_code = 200 if ready else 503
     return response
+
+
+@_route(routes.METRICS, methods=["GET"])
+def metrics_exposition():
+    """Prometheus text format: every worker's counters, readiness and backup age at scrape time."""
+    from mlflow_hokusai_plugin import prometheus_metrics as metrics
+
+    state = _state()
+    collector = metrics.ScrapeTimeCollector(
+        ready=lambda: all(check["ok"] for check in state.readiness().values()),
+        last_backup=state.last_backup_time,
+    )
+    return current_app.response_class(
+        metrics.exposition(collector), mimetype=None, content_type=metrics.CONTENT_TYPE
+    )
 
 
 @_route(routes.GET_ATTESTATION, methods=["GET"])

@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
+from mlflow_hokusai_plugin import prometheus_metrics
 from mlflow_hokusai_plugin.audit import AuditLog
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.errors import ValidationError
@@ -177,6 +178,7 @@ class HokusaiRegistryStore(SqlAlchemyStore):
             self.registrar.complete(name, version)
         except ValidationError as exc:
             _logger.error("Hokusai attestation of %s/%s failed: %s", name, version, exc)
+            prometheus_metrics.attestation_failed()
             super().set_model_version_tag(
                 name, version, ModelVersionTag(T.ATTESTATION_STATUS, T.STATUS_FAILED)
             )

@@ -161,6 +161,54 @@ def reconcile(store_uri: str, artifacts_destination: str | None) -> None:
     sys.exit(0 if all(result["status"] == "signed" for result in results) else 1)
 
 
+@main.command()
+@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help='JSON {"models": [...]}: each existing version\'s project, type, metric, baseline, contributors.',
+)
+@click.option("--apply", "apply_", is_flag=True, help="Write the changes (without it: print the plan only).")
+@click.option(
+    "--attest", is_flag=True, help="Sign each improvement (needs HOKUSAI_ATTESTER_KEY or a keystore)."
+)
+@click.option(
+    "--artifacts-destination",
+    envvar="_MLFLOW_SERVER_ARTIFACT_DESTINATION",
+    help="The server's --artifacts-destination, to read models stored as mlflow-artifacts:/ URIs.",
+)
+def migrate(
+    store_uri: str, mapping_path: Path, apply_: bool, attest: bool, artifacts_destination: str | None
+) -> None:
+    """Backfill Hokusai tags, lineage (and attestations) for versions registered before the plugin.
+
+    A dry run unless --apply: the whole mapping is checked and the plan printed; nothing is written.
+    """
+    import os
+
+    from mlflow_hokusai_plugin.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
+    from mlflow_hokusai_plugin.migration import apply_migration, load_mapping, plan_migration
+    from mlflow_hokusai_plugin.store.registry import HokusaiRegistryStore
+
+    if artifacts_destination:
+        os.environ[SERVER_ARTIFACT_DESTINATION_ENV] = artifacts_destination
+    entries = load_mapping(mapping_path)
+    store = HokusaiRegistryStore(store_uri)
+    if attest and apply_:
+        store._get_signer()  # no key: stop now, before the first write
+    steps = plan_migration(entries, store, store.registrar.tracking, store.hokusai)
+    if not apply_:
+        for step in steps:
+            click.echo(step.describe(attest))
+        click.echo(f"dry run: {len(steps)} version(s) checked, nothing written (add --apply to write)")
+        return
+    for line in apply_migration(steps, store, attest=attest):
+        click.echo(line)
+    click.echo(f"{len(steps)} version(s) migrated")
+
+
 @main.group()
 def keys() -> None:
     """API keys (hk_live_...) for HOKUSAI_AUTH=apikey."""
@@ -284,6 +332,115 @@ def demo(workdir: Path, keep_serving: bool) -> None:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     sys.exit(0 if outcome["verdict"]["valid"] else 1)
+
+
+@main.group()
+def backup() -> None:
+    """Backups of the database and the artifacts: create, restore, verify (docs/backup.md)."""
+
+
+ARTIFACTS_HELP = (
+    "The artifact root: s3://bucket/prefix or a local directory (the server's --artifacts-destination; "
+    "default $HOKUSAI_ARTIFACTS_DESTINATION)."
+)
+
+
+def _run_backup(operation, *args, **kwargs):
+    """``operation(*args, **kwargs)``, its failure as one line, never a traceback.
+
+    A damaged backup exits 1 (the command ran and found a problem); anything else that stops it
+    (missing tool, unreachable database or bucket, bad input, a full disk) exits 2.
+    """
+    from mlflow_hokusai_plugin.backup import BackupError, DamagedBackup
+
+    try:
+        return operation(*args, **kwargs)
+    except DamagedBackup as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except BackupError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(2)
+
+
+@backup.command("create")
+@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@click.option("--artifacts", envvar="HOKUSAI_ARTIFACTS_DESTINATION", required=True, help=ARTIFACTS_HELP)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory in which the backup directory hokusai-backup-<UTC time> is made.",
+)
+def backup_create(store_uri: str, artifacts: str, output: Path) -> None:
+    """Back up the database (MLflow's and the plugin's tables) and every artifact, with a manifest."""
+    from mlflow_hokusai_plugin.backup import create_backup
+
+    made = _run_backup(create_backup, store_uri, artifacts, output)
+    counts = made.manifest["counts"]
+    click.echo(made.path)
+    click.echo(
+        f"{len(made.manifest['files'])} files, {made.total_bytes} bytes; "
+        f"{counts.get('model_versions')} model versions, {counts.get('attestations')} attestations, "
+        f"{counts.get('audit_entries')} audit entries; "
+        f"manifest sha256 {made.manifest_sha256}",
+        err=True,
+    )
+
+
+@backup.command("restore")
+@click.argument("backup_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help="The target store URI (an empty database)."
+)
+@click.option(
+    "--artifacts",
+    envvar="HOKUSAI_ARTIFACTS_DESTINATION",
+    required=True,
+    help="The target artifact root (empty): s3://bucket/prefix or a directory.",
+)
+@click.option(
+    "--force", is_flag=True, help="Restore even into a database or artifact root that is not empty."
+)
+def backup_restore(backup_dir: Path, store_uri: str, artifacts: str, force: bool) -> None:
+    """Restore BACKUP_DIR after checking every file against its manifest (a damaged backup exits 1)."""
+    from mlflow_hokusai_plugin.backup import restore_backup
+
+    restored = _run_backup(restore_backup, backup_dir, store_uri, artifacts, force=force)
+    counts = restored.manifest["counts"]
+    click.echo(
+        f"restored {restored.manifest['created_at']} backup: {counts.get('model_versions')} model versions, "
+        f"{counts.get('attestations')} attestations, {restored.artifacts_restored} artifact files"
+    )
+
+
+@backup.command("verify")
+@click.argument("backup_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--scratch-uri",
+    help="A PostgreSQL server (URL) where a temporary database may be created and dropped; "
+    "default: the 'postgres' database of the server of --store-uri, else of the backup's source.",
+)
+@click.option(
+    "--store-uri", envvar="HOKUSAI_STORE_URI", help="Only to find a server for the scratch database."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def backup_verify(backup_dir: Path, scratch_uri: str | None, store_uri: str | None, as_json: bool) -> None:
+    """Restore BACKUP_DIR into a scratch database and check it: exit 0 if every check passes, 1 if not."""
+    from mlflow_hokusai_plugin.backup import verify_backup
+
+    report = _run_backup(verify_backup, backup_dir, scratch_uri=scratch_uri, store_uri=store_uri)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for check in report.checks:
+            click.echo(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.message}")
+        click.echo(f"{'PASSED' if report.ok else 'FAILED'}: {report.backup}")
+    sys.exit(0 if report.ok else 1)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,19 @@ class IdempotencyRecord(Base):
     response = Column(Text, nullable=True)  # the JSON body answered
     created_at = Column(BigInteger, nullable=False, index=True)
     completed_at = Column(BigInteger, nullable=True)
+
+
+class Backup(Base):
+    """A backup that ``hokusai backup create`` finished: where it is and what it held.
+
+    Written only after the backup directory is complete, so its newest ``created_at`` is the time
+    of the last good backup (the ``hokusai_backup_last_success_timestamp_seconds`` gauge).
+    """
+
+    __tablename__ = "hokusai_backups"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    created_at = Column(BigInteger, nullable=False, index=True)  # epoch milliseconds
+    location = Column(String(1000), nullable=False)
+    manifest_sha256 = Column(String(64), nullable=False)
+    counts = Column(Text, nullable=False)  # canonical JSON: the manifest's row counts

@@ -86,6 +86,23 @@ class HokusaiStore:
                 raise
             return existing
 
+    def record_unattested_improvement(self, edge: dict, contributions: Sequence[dict]) -> bool:
+        """Store the edge and contributions of an improvement that has no attestation (a migrated
+        one), atomically; False when the version already has an edge (nothing is written)."""
+        created_at = now_ms()
+        try:
+            with self.sessions.begin() as session:
+                session.add(LineageEdge(**edge, attestation_id=None, created_at=created_at))
+                session.add_all(
+                    Contribution(**entry, attestation_id=None, created_at=created_at)
+                    for entry in contributions
+                )
+            return True
+        except IntegrityError:
+            if self.edge_of(edge["child_model_id"]) is None:
+                raise
+            return False
+
     # -- reads --------------------------------------------------------------------------------
 
     def attestation_for(self, model_id: str, baseline_model_id: str | None = None) -> dict | None:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint unit clean
+.PHONY: install demo test lint unit tools clean
 
 $(BIN)/hokusai: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,23 @@ demo: install
 	$(BIN)/hokusai demo
 
 ## Lint, then every test (PostgreSQL, S3 over HTTP and MLflow servers are started by the tests).
-test: lint
+test: lint tools
 	$(BIN)/pytest
+
+## nginx and promtool, which tests/integration/test_deployment_files.py runs on the deployment
+## files: Debian's packages nginx and prometheus, installed only when missing (needs root, as CI
+## is). A failed install stops `make test` here, saying so, rather than letting the checks skip.
+tools:
+	@if { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null && command -v promtool >/dev/null; then \
+		exit 0; \
+	fi; \
+	echo "make tools: installing nginx and promtool (Debian packages nginx, prometheus)"; \
+	{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		nginx prometheus; } || { \
+		echo "make tools: could not install nginx and prometheus with apt-get (run as root, or install" \
+			"them yourself); the deployment-file tests need them" >&2; \
+		exit 1; \
+	}
 
 lint: install
 	$(BIN)/ruff check .

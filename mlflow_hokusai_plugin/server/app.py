@@ -32,6 +32,7 @@ from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER, HokusaiConfig, 
 from mlflow_hokusai_plugin.server.rate_limits import install_rate_limits, rate_limit_storage_check
 from mlflow_hokusai_plugin.server.request_context import REQUEST_ID_HEADER, current_request_id
 from mlflow_hokusai_plugin.server.request_log import AsgiRequestLogMiddleware, install_request_log
+from mlflow_hokusai_plugin.server.tcp_nodelay import enable_tcp_nodelay_on_listeners
 
 _logger = logging.getLogger(__name__)
 
@@ -183,6 +184,9 @@ def create_app(app: Flask | None = None) -> Any:
     except (HokusaiError, StartupError) as exc:
         _stop_server(exc)
         raise
+    if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn":
+        # Before this worker accepts its first connection (see tcp_nodelay.py: a 40 ms stall).
+        enable_tcp_nodelay_on_listeners()
     if ephemeral:
         _logger.warning("!" * 100 + "\n%s\n%s\n" + "!" * 100, DEV_MODE_BANNER, f"attester {signer.address}")
     app.extensions["hokusai"] = HokusaiState(config, signer.address, ephemeral)

@@ -23,28 +23,42 @@ DIGEST = "ab" * 32
 KEY = "0x" + "7d" * 32
 
 
-@pytest.fixture()
-def legacy(postgres, tmp_path, monkeypatch):
+def _legacy_registry(postgres, tmp_path):
     """A registry filled by plain MLflow: runs with metrics but no benchmark digest, no Hokusai tags."""
     url = postgres.create_database()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
-    mlflow.set_tracking_uri(url)
-    mlflow.set_registry_uri(url)
-    experiment = mlflow.create_experiment("legacy", artifact_location=(tmp_path / "artifacts").as_uri())
-    mlflow.set_experiment(experiment_id=experiment)
-    name = f"legacy-{uuid.uuid4().hex[:6]}"
-    for accuracy in (0.75, 0.82, 0.85):
-        mlflow.register_model(log_candidate({"accuracy": accuracy}, digest=None), name)
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
-    yield {
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
+        mlflow.set_tracking_uri(url)
+        mlflow.set_registry_uri(url)
+        experiment = mlflow.create_experiment("legacy", artifact_location=(tmp_path / "artifacts").as_uri())
+        mlflow.set_experiment(experiment_id=experiment)
+        name = f"legacy-{uuid.uuid4().hex[:6]}"
+        for accuracy in (0.75, 0.82, 0.85):
+            mlflow.register_model(log_candidate({"accuracy": accuracy}, digest=None), name)
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    return {
         "url": url,
         "store_uri": "hokusai+postgresql://" + url.split("://", 1)[1],
         "name": name,
         "tmp": tmp_path,
     }
-    postgres.drop_database(url)
+
+
+@pytest.fixture()
+def legacy(postgres, tmp_path):
+    registry = _legacy_registry(postgres, tmp_path)
+    yield registry
+    postgres.drop_database(registry["url"])
+
+
+@pytest.fixture(scope="module")
+def untouched_legacy(postgres, tmp_path_factory):
+    """One legacy registry for the refused mappings: each test checks that nothing was written."""
+    registry = _legacy_registry(postgres, tmp_path_factory.mktemp("legacy"))
+    yield registry
+    postgres.drop_database(registry["url"])
 
 
 def mapping(tmp, entries) -> str:
@@ -177,7 +191,8 @@ def test_dry_run_then_apply_then_attest(legacy):
         ([{"model_id": "{name}/1", "projetc": "x"}], "models[0].projetc: unknown field"),
     ],
 )
-def test_a_bad_mapping_writes_nothing(legacy, entries, message):
+def test_a_bad_mapping_writes_nothing(untouched_legacy, entries, message):
+    legacy = untouched_legacy
     name = legacy["name"]
     text = json.loads(json.dumps(entries).replace("{name}", name))
     path = mapping(legacy["tmp"], text)

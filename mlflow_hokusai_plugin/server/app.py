@@ -69,6 +69,11 @@ class HokusaiState:
             self._api_keys = ApiKeyStore(self.registry_store().engine)
         return self._api_keys
 
+    @staticmethod
+    def project_of(name: str) -> str | None:
+        """The ``hokusai.project`` of a registered model (cached for a couple of seconds)."""
+        return _cached_project(name, int(time.monotonic() // 2))
+
     def last_backup_time(self) -> float | None:
         """Unix time of the last successful ``hokusai backup create`` on this database, if any."""
         from mlflow_hokusai_plugin.db.backups import last_backup_time
@@ -132,11 +137,6 @@ def _cached_project(name: str, _time_bucket: int) -> str | None:
         return HokusaiState.registry_store().get_registered_model(name).tags.get(T.PROJECT)
     except MlflowException:
         return None
-
-
-def _project_of(name: str) -> str | None:
-    """The ``hokusai.project`` of a registered model (cached for a couple of seconds)."""
-    return _cached_project(name, int(time.monotonic() // 2))
 
 
 def _stop_server(reason: Exception) -> None:
@@ -205,7 +205,7 @@ def create_app(app: Flask | None = None) -> Any:
 
     api_key_auth = None
     if config.auth == "apikey":
-        api_key_auth = ApiKeyAuth(app.extensions["hokusai"].api_keys(), _project_of)
+        api_key_auth = ApiKeyAuth(app.extensions["hokusai"].api_keys(), HokusaiState.project_of)
         install_api_key_auth(app, api_key_auth)
     elif config.auth == "none":
         _logger.warning("HOKUSAI_AUTH=none: every request is accepted (dev mode)")

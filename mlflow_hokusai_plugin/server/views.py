@@ -167,10 +167,8 @@ def _scope() -> str | None:
 
 
 def _in_scope(model_name: str) -> bool:
-    from mlflow_hokusai_plugin.server.app import _project_of
-
     scope = _scope()
-    return scope is None or _project_of(model_name) == scope
+    return scope is None or _state().project_of(model_name) == scope
 
 
 def _audit(action: str, target: str, *, after: dict) -> None:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint unit tools clean
+.PHONY: install demo test lint unit tools clean bench
 
 $(BIN)/hokusai: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ lint: install
 ## Only the pure-logic tests: seconds, no services.
 unit: install
 	$(BIN)/pytest tests/unit
+
+## The benchmarks of docs/benchmarks.md: seed a fresh PostgreSQL database (127.0.0.1:5432, user
+## postgres), load `mlflow server --app-name hokusai` and plain `mlflow server` on it, profile, drop it.
+## Results in benchmarks/results.{json,md}. Full scale (100k versions) about 6 minutes;
+## BENCH_SCALE=small make bench for a quick run (about 2). Profiles need pyinstrument in the venv.
+BENCH_SCALE ?= full
+bench: install
+	$(BIN)/python benchmarks/run.py --scale $(BENCH_SCALE)
 
 clean:
 	rm -rf $(VENV) .hokusai-demo *.egg-info .pytest_cache .ruff_cache

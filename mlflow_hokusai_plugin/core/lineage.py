@@ -20,14 +20,8 @@ def lineage_graph(model_id: str, direction: str, edges: Sequence[dict[str, Any]]
     ('m/1', 300, 300)
     """
     by_child = {edge["child_model_id"]: dict(edge) for edge in edges}
-    for edge in by_child.values():
-        total, seen, cursor = 0, set(), edge
-        # Walk to the root through the edges we have; ``seen`` guards against a cycle.
-        while cursor is not None and cursor["child_model_id"] not in seen:
-            seen.add(cursor["child_model_id"])
-            total += cursor["delta_one_bps"]
-            cursor = by_child.get(cursor["parent_model_id"])
-        edge["cumulative_delta_one_bps"] = total
+    for child, total in cumulative_deltas(by_child).items():
+        by_child[child]["cumulative_delta_one_bps"] = total
     nodes: dict[str, int] = {model_id: 0} if "/" in model_id else {}
     for edge in by_child.values():
         depth = edge.get("depth", 0)
@@ -51,3 +45,39 @@ def lineage_graph(model_id: str, direction: str, edges: Sequence[dict[str, Any]]
         ],
         "edges": sorted(by_child.values(), key=lambda e: (e.get("depth", 0), e["child_model_id"])),
     }
+
+
+def cumulative_deltas(by_child: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Each edge's DeltaOne summed from the root down to it, keyed by the edge's child.
+
+    Linear in the number of edges: a walk towards the root stops at the first edge whose total is
+    already known, then fills in the totals on its way back down. (Walking every edge to the root
+    was quadratic: 80 % of a depth-1000 lineage request.) On a cycle, which the writers prevent but
+    a hand-edited table could hold, every edge of the cycle totals the whole cycle.
+
+    >>> chain = {
+    ...     "m/2": {"parent_model_id": "m/1", "delta_one_bps": 100},
+    ...     "m/3": {"parent_model_id": "m/2", "delta_one_bps": 50},
+    ... }
+    >>> cumulative_deltas(chain)
+    {'m/2': 100, 'm/3': 150}
+    """
+    totals: dict[str, int] = {}
+    for start in by_child:
+        path: list[str] = []
+        position: dict[str, int] = {}
+        cursor = start
+        while cursor in by_child and cursor not in totals and cursor not in position:
+            position[cursor] = len(path)
+            path.append(cursor)
+            cursor = by_child[cursor]["parent_model_id"]
+        if cursor in position:
+            cycle = path[position[cursor] :]
+            cycle_total = sum(by_child[child]["delta_one_bps"] for child in cycle)
+            totals.update(dict.fromkeys(cycle, cycle_total))
+            path = path[: position[cursor]]
+        total = totals.get(cursor, 0)
+        for child in reversed(path):
+            total += by_child[child]["delta_one_bps"]
+            totals[child] = total
+    return totals

@@ -229,6 +229,15 @@ class Checks:
             " ON c.model_id = e.child_model_id WHERE c.s <> e.delta_one_bps"
         )[0][0]
         assert unsplit == 0, f"{unsplit} improvements whose contributors do not share exactly the DeltaOne"
+        untotalled = self.sql(
+            "SELECT count(*) FROM (SELECT address, project, count(*) AS n, sum(attributed_bps) AS s,"
+            "   min(created_at) AS f, max(created_at) AS l"
+            "   FROM hokusai_contributions GROUP BY address, project) c"
+            " FULL JOIN hokusai_contributor_totals t ON t.address = c.address AND t.project = c.project"
+            " WHERE t.address IS NULL OR c.address IS NULL OR t.models_improved <> c.n"
+            "   OR t.attributed_bps <> c.s OR t.first_contribution <> c.f OR t.last_contribution <> c.l"
+        )[0][0]
+        assert untotalled == 0, f"{untotalled} (contributor, project) totals disagree with the contributions"
         top = self.sql(
             "SELECT address, count(*) AS n FROM hokusai_contributions"
             " GROUP BY address ORDER BY n DESC LIMIT 2"

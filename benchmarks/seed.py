@@ -583,6 +583,16 @@ def create_experiments(cursor, projects: list[str], artifact_root: str) -> dict[
     return experiments
 
 
+# The server keeps these totals as it records each improvement; a bulk seed derives them at once,
+# in the same transaction, as migration 0004 does for an existing database.
+_CONTRIBUTOR_TOTALS = (
+    "INSERT INTO hokusai_contributor_totals (address, project, models_improved, attributed_bps,"
+    " first_contribution, last_contribution)"
+    " SELECT address, project, count(*), sum(attributed_bps), min(created_at), max(created_at)"
+    " FROM hokusai_contributions GROUP BY address, project"
+)
+
+
 def seed(args) -> dict:
     timings: dict = {}
     overall = time.perf_counter()
@@ -620,6 +630,9 @@ def seed(args) -> dict:
                     pending = 0
                     print(f"  {done}/{args.versions} versions", flush=True)
             copier.flush()
+            start = time.perf_counter()
+            cursor.execute(_CONTRIBUTOR_TOTALS)
+            timings["contributor_totals"] = time.perf_counter() - start
         start = time.perf_counter()
         conn.commit()
         timings["commit"] = time.perf_counter() - start
@@ -701,7 +714,15 @@ def build_summary(args, url, plan: Plan, generator: Generator, counts: dict, tim
 def print_report(summary: dict) -> None:
     t = summary["timings_seconds"]
     print("\nphase                      seconds")
-    for phase in ("prepare_database", "schema", "generate", "copy_total", "commit", "analyze"):
+    for phase in (
+        "prepare_database",
+        "schema",
+        "generate",
+        "copy_total",
+        "contributor_totals",
+        "commit",
+        "analyze",
+    ):
         print(f"  {phase:24} {t[phase]:8.2f}")
     for table, seconds in t["copy"].items():
         print(f"    copy {table:26} {seconds:8.2f}  ({summary['counts'][table]} rows)")

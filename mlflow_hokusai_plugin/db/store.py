@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from mlflow_hokusai_plugin.core.canonical import canonical_json
-from mlflow_hokusai_plugin.db.models import Attestation, Contribution, LineageEdge
+from mlflow_hokusai_plugin.db.models import Attestation, Contribution, ContributorTotal, LineageEdge
 from mlflow_hokusai_plugin.db.urls import database_url
 
 
@@ -79,6 +79,7 @@ class HokusaiStore:
                     Contribution(**entry, attestation_id=document["id"], created_at=created_at)
                     for entry in contributions
                 )
+                _add_to_totals(session, contributions, created_at)
             return document
         except IntegrityError:
             existing = self.attestation_for(document["model_id"], document["baseline_model_id"])
@@ -97,6 +98,7 @@ class HokusaiStore:
                     Contribution(**entry, attestation_id=None, created_at=created_at)
                     for entry in contributions
                 )
+                _add_to_totals(session, contributions, created_at)
             return True
         except IntegrityError:
             if self.edge_of(edge["child_model_id"]) is None:
@@ -170,20 +172,12 @@ class HokusaiStore:
         project (a project-scoped API key).
         """
         mine = [Contribution.address == address]
+        totals_query = select(ContributorTotal).where(ContributorTotal.address == address)
         if project is not None:
             mine.append(Contribution.project == project)
+            totals_query = totals_query.where(ContributorTotal.project == project)
         with self.sessions() as session:
-            per_project = session.execute(
-                select(
-                    Contribution.project,
-                    func.count(func.distinct(Contribution.model_id)),
-                    func.coalesce(func.sum(Contribution.attributed_bps), 0),
-                    func.min(Contribution.created_at),
-                    func.max(Contribution.created_at),
-                )
-                .where(*mine)
-                .group_by(Contribution.project)
-            ).all()
+            per_project = session.execute(totals_query.order_by(ContributorTotal.project)).scalars().all()
             page_query = select(Contribution).where(*mine)
             if after is not None:
                 page_query = page_query.where(
@@ -203,13 +197,14 @@ class HokusaiStore:
         rows = rows[:max_results]
         return {
             "address": address,
-            "total_models_improved": sum(row[1] for row in per_project),
-            "total_attributed_bps": sum(int(row[2]) for row in per_project),
+            "total_models_improved": sum(row.models_improved for row in per_project),
+            "total_attributed_bps": sum(row.attributed_bps for row in per_project),
             "projects": {
-                row[0]: {"models_improved": row[1], "attributed_bps": int(row[2])} for row in per_project
+                row.project: {"models_improved": row.models_improved, "attributed_bps": row.attributed_bps}
+                for row in per_project
             },
-            "first_contribution": min((row[3] for row in per_project), default=None),
-            "last_contribution": max((row[4] for row in per_project), default=None),
+            "first_contribution": min((row.first_contribution for row in per_project), default=None),
+            "last_contribution": max((row.last_contribution for row in per_project), default=None),
             "contributions": [_contribution_dict(row) for row in rows],
             "next": (rows[-1].created_at, rows[-1].id) if has_more else None,
         }
@@ -244,6 +239,45 @@ class HokusaiStore:
                 {"p": model_id.replace("%", r"\%").replace("_", r"\_") + "/%"},
             ).scalars()
             return sorted(set(rows)) or [model_id]
+
+
+# One statement that SQLite (3.24+) and PostgreSQL both understand.
+_ADD_TO_TOTALS = text(
+    """
+    INSERT INTO hokusai_contributor_totals
+        (address, project, models_improved, attributed_bps, first_contribution, last_contribution)
+    VALUES (:address, :project, :models_improved, :attributed_bps, :created_at, :created_at)
+    ON CONFLICT (address, project) DO UPDATE SET
+        models_improved = hokusai_contributor_totals.models_improved + excluded.models_improved,
+        attributed_bps = hokusai_contributor_totals.attributed_bps + excluded.attributed_bps,
+        first_contribution = CASE
+            WHEN excluded.first_contribution < hokusai_contributor_totals.first_contribution
+            THEN excluded.first_contribution ELSE hokusai_contributor_totals.first_contribution END,
+        last_contribution = CASE
+            WHEN excluded.last_contribution > hokusai_contributor_totals.last_contribution
+            THEN excluded.last_contribution ELSE hokusai_contributor_totals.last_contribution END
+    """
+)
+
+
+def _add_to_totals(session: Any, contributions: Sequence[dict], created_at: int) -> None:
+    """Add one improvement's contributions to the per-(address, project) totals, in its transaction.
+
+    Rows are upserted in address order, so two improvements sharing contributors lock them in the
+    same order and cannot deadlock.
+    """
+    added: dict[tuple[str, str], dict] = {}
+    for entry in contributions:
+        key = (entry["address"], entry["project"])
+        total = added.setdefault(
+            key,
+            {"address": key[0], "project": key[1], "models_improved": 0, "attributed_bps": 0},
+        )
+        total["models_improved"] += 1  # one contribution per (address, model version)
+        total["attributed_bps"] += entry["attributed_bps"]
+    if added:
+        session.flush()  # the contributions first: a duplicate fails before any total moves
+        session.execute(_ADD_TO_TOTALS, [{**added[key], "created_at": created_at} for key in sorted(added)])
 
 
 _EDGE_COLUMNS = (

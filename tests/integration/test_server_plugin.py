@@ -624,6 +624,59 @@ def test_migrations_create_the_plugin_tables_from_empty_and_rerun_is_a_noop(
     assert sql(store_uri, "SELECT id, seq, hash FROM hokusai_audit_head") == [(1, 0, "0" * 64)]
 
 
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_the_contributor_totals_migration_totals_the_contributions_already_there(backend, hokusai_servers):
+    store_uri = hokusai_servers.store_uri(backend)
+    assert upgrade(store_uri, "0003_backups") == "0003_backups"
+    rows = [  # (address, model_id, project, attributed_bps, created_at)
+        (ALICE, "a/2", "churn", 300, 1000),
+        (ALICE, "a/3", "churn", 200, 3000),
+        (ALICE, "b/2", "fraud", 50, 2000),
+        (BOB, "a/2", "churn", 100, 1000),
+    ]
+    with engine_of(store_uri).begin() as connection:
+        for address, model_id, project, bps, created_at in rows:
+            connection.execute(
+                text(
+                    "INSERT INTO hokusai_contributions (address, model_id, project, weight_bps,"
+                    " attributed_bps, created_at) VALUES (:a, :m, :p, 5000, :bps, :t)"
+                ),
+                {"a": address, "m": model_id, "p": project, "bps": bps, "t": created_at},
+            )
+
+    assert upgrade(store_uri) == head_revision()
+    assert sql(
+        store_uri,
+        "SELECT address, project, models_improved, attributed_bps, first_contribution, last_contribution"
+        " FROM hokusai_contributor_totals ORDER BY address, project",
+    ) == sorted(
+        [
+            (ALICE, "churn", 2, 500, 1000, 3000),
+            (ALICE, "fraud", 1, 50, 2000, 2000),
+            (BOB, "churn", 1, 100, 1000, 1000),
+        ]
+    )
+    impact = HokusaiStore(engine_of(store_uri)).contributor_impact(ALICE)
+    assert (impact["total_models_improved"], impact["total_attributed_bps"]) == (3, 550)
+    assert (impact["first_contribution"], impact["last_contribution"]) == (1000, 3000)
+    assert [c["model_id"] for c in impact["contributions"]] == ["a/2", "b/2", "a/3"]
+
+
+def assert_contributor_totals_match_contributions(store_uri: str) -> None:
+    """The totals kept as improvements are recorded equal a fresh aggregate of the contributions."""
+    kept = sql(
+        store_uri,
+        "SELECT address, project, models_improved, attributed_bps, first_contribution, last_contribution"
+        " FROM hokusai_contributor_totals ORDER BY address, project",
+    )
+    fresh = sql(
+        store_uri,
+        "SELECT address, project, COUNT(*), SUM(attributed_bps), MIN(created_at), MAX(created_at)"
+        " FROM hokusai_contributions GROUP BY address, project ORDER BY address, project",
+    )
+    assert kept and kept == fresh
+
+
 def test_lineage_of_a_three_deep_chain_is_one_recursive_query_per_direction(
     hokusai_server, point_at, statements
 ):
@@ -1050,6 +1103,8 @@ def test_sixteen_concurrent_registrations_give_one_edge_and_one_attestation_each
     ]
     assert len(attests) == 1
     assert verify_chain(store_uri).ok
+    # Seventeen improvements credited ALICE at once: her totals moved once for each.
+    assert_contributor_totals_match_contributions(store_uri)
 
 
 # -- the audit chain ------------------------------------------------------------------------------

@@ -41,11 +41,15 @@ class RegistryAccess(Protocol):
 
     def get_model_version(self, name: str, version: str | int) -> Any: ...
 
-    def get_registered_model(self, name: str) -> Any: ...
+    def registered_model_tag(self, name: str, key: str) -> str | None: ...
 
     def set_tag(self, name: str, version: str | int, key: str, value: str) -> None: ...
 
-    def set_description(self, name: str, version: str | int, description: str) -> None: ...
+    def set_tags(
+        self, name: str, version: str | int, tags: dict[str, str], description: str | None = None
+    ) -> None:
+        """Set several tags (and the description) of one version in one transaction."""
+        ...
 
     def pending_versions(self) -> list[tuple[str, str]]: ...
 
@@ -55,6 +59,7 @@ class Prepared:
     """A validated improvement, ready to be attested once MLflow has written the version."""
 
     tags: dict
+    baseline: Any  # the baseline's ModelVersion
     baseline_facts: RunFacts
     candidate_facts: RunFacts
 
@@ -119,26 +124,33 @@ class Registrar:
             )
         # Computing it now refuses NaN, infinities and metrics with no known direction up front.
         compute_improvement(baseline_facts.metrics, candidate_facts.metrics, metric)
-        return Prepared(parsed, baseline_facts, candidate_facts)
+        return Prepared(parsed, baseline, baseline_facts, candidate_facts)
 
     # -- after MLflow has written -------------------------------------------------------------
 
-    def complete(self, name: str, version: str | int) -> dict | None:
+    def complete(
+        self, name: str, version: str | int, *, written: Any = None, prepared: Prepared | None = None
+    ) -> dict | None:
         """Attest and record an improved version; returns the stored attestation document.
 
-        Idempotent: a version already recorded only gets its server tags (re)written.
+        ``written`` and ``prepared`` are the version MLflow has just returned and the validation of
+        exactly its tags, when the caller has them (the create hook): the version is then neither
+        read nor validated a second time. Otherwise (a tag set later, the reconciler, a migration)
+        both are read afresh. Idempotent: a version already recorded only gets its server tags
+        (re)written.
         """
         delay = os.environ.get(FAULT_DELAY_ENV)
         if delay:
             time.sleep(float(delay))
-        mv = self.registry.get_model_version(name, version)
+        mv = written if written is not None else self.registry.get_model_version(name, version)
         tags = dict(mv.tags or {})
         if T.BASELINE not in tags:
             return None
         model_id = T.format_model_id(mv.name, mv.version)
         document = self.store.attestation_for(model_id, tags[T.BASELINE])
         if document is None:
-            prepared = self.validate(tags, mv.run_id)
+            if prepared is None or written is None:
+                prepared = self.validate(tags, mv.run_id)
             attested = self._attest(mv, prepared)
             document = self.store.record_improvement(
                 self._edge(model_id, prepared, attested),
@@ -186,7 +198,7 @@ class Registrar:
 
     def _attest(self, mv: Any, prepared: Prepared) -> AttestedImprovement:
         parsed = prepared.tags
-        baseline = self._version(parsed["baseline_name"], parsed["baseline_version"])
+        baseline = prepared.baseline
         return attest_improvement(
             self._signer(),
             model_id=T.format_model_id(mv.name, mv.version),
@@ -198,8 +210,8 @@ class Registrar:
             baseline_run_id=baseline.run_id,
             run_id=mv.run_id,
             dataset_digest=prepared.candidate_facts.dataset_digest,
-            model_digest=self._artifact_digest(mv),
-            baseline_digest=self._artifact_digest(baseline),
+            model_digest=self._artifact_digest(mv, prepared.candidate_facts, save=False),
+            baseline_digest=self._artifact_digest(baseline, prepared.baseline_facts),
             created_at=utc_iso(),
             plugin_version=__version__,
             project=parsed["project"],
@@ -208,16 +220,22 @@ class Registrar:
             onchain=self._onchain(mv.name),
         )
 
-    def _artifact_digest(self, mv: Any) -> str:
+    def _artifact_digest(self, mv: Any, facts: RunFacts, *, save: bool = True) -> str:
+        """The digest of a version's files: its cached tag, or computed (and cached when ``save``;
+        the candidate's is written with the other server tags, in one transaction)."""
         known = (mv.tags or {}).get(T.ARTIFACT_DIGEST)
         if known:
             return known
-        digest = artifact_uri_digest(self._artifact_location(mv.source))
-        self.registry.set_tag(mv.name, mv.version, T.ARTIFACT_DIGEST, digest)
+        digest = artifact_uri_digest(self._artifact_location(mv.source, facts))
+        if save:
+            self.registry.set_tag(mv.name, mv.version, T.ARTIFACT_DIGEST, digest)
         return digest
 
-    def _artifact_location(self, source: str, hops: int = 0) -> str:
-        """Where a version's files are: logged models, runs:/ and models:/name/version resolved."""
+    def _artifact_location(self, source: str, facts: RunFacts | None = None, hops: int = 0) -> str:
+        """Where a version's files are: logged models, runs:/ and models:/name/version resolved.
+
+        ``facts`` of the source run, already read, spare reading the run again for a runs:/ source.
+        """
         if hops > 10:
             raise ValidationError("source", f"{source} resolves through too many models:/ hops")
         if source.startswith("models:/m-"):
@@ -226,16 +244,24 @@ class Registrar:
             ).artifact_location
         if source.startswith("models:/"):
             name, _, rest = source[len("models:/") :].partition("/")
-            return self._artifact_location(self.registry.get_model_version(name, rest).source, hops + 1)
+            return self._artifact_location(self.registry.get_model_version(name, rest).source, hops=hops + 1)
         if source.startswith("runs:/"):
             run_id, _, path = source[len("runs:/") :].partition("/")
-            return self.tracking.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + path
+            if facts is not None and facts.run_id == run_id and facts.artifact_uri:
+                artifact_uri = facts.artifact_uri
+            else:
+                artifact_uri = self.tracking.get_run(run_id).info.artifact_uri
+            return artifact_uri.rstrip("/") + "/" + path
         return source
 
     def _write_server_tags(self, mv: Any, document: dict) -> None:
+        """The server tags and the description's summary, in one transaction: a reader sees the
+        version pending, or signed with every other fact in place."""
         predicate = document_predicate(document)
         delta_one = predicate["delta_one_bps"]
         wanted = {
+            # The candidate's digest is cached here, with the rest, rather than in its own write.
+            **({T.ARTIFACT_DIGEST: predicate["model"]["digest"]} if predicate["model"].get("digest") else {}),
             T.DELTA_ONE_BPS: str(delta_one),
             T.ATTESTATION_ID: document["id"],
             T.ATTESTER: document["attester"],
@@ -250,14 +276,12 @@ class Registrar:
             contributors=predicate["contributors"],
             attestation_id=document["id"],
         )
+        description = None
         if summary.MARKER not in (mv.description or "") or document["id"] not in (mv.description or ""):
-            self.registry.set_description(
-                mv.name, mv.version, summary.replace_summary(mv.description, markdown)
-            )
-        # The status tag goes last: "signed" must mean every other fact is already in place.
-        for key, value in wanted.items():
-            if current.get(key) != value:
-                self.registry.set_tag(mv.name, mv.version, key, value)
+            description = summary.replace_summary(mv.description, markdown)
+        changed = {key: value for key, value in wanted.items() if current.get(key) != value}
+        if changed or description is not None:
+            self.registry.set_tags(mv.name, mv.version, changed, description=description)
 
     @staticmethod
     def _edge(model_id: str, prepared: Prepared, attested: AttestedImprovement) -> dict:

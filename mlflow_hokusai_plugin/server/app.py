@@ -134,7 +134,7 @@ def _cached_project(name: str, _time_bucket: int) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return HokusaiState.registry_store().get_registered_model(name).tags.get(T.PROJECT)
+        return HokusaiState.registry_store().registered_model_tag(name, T.PROJECT)
     except MlflowException:
         return None
 

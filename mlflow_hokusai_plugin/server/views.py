@@ -117,20 +117,9 @@ def _int_arg(name: str, *, default: int | None, minimum: int, maximum: int) -> i
 
 
 def _model_exists(model_id: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    store = _state().registry_store()
-    try:
-        if "/" in model_id:
-            name, version = parse_model_id(model_id)
-            store.get_model_version(name, str(version))
-        else:
-            store.get_registered_model(model_id)
-        return True
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return False
-        raise
+    if "/" in model_id:
+        parse_model_id(model_id)  # a malformed version is a 400 naming model_id, not a 404
+    return _state().registry_store().model_exists(model_id)
 
 
 @_route(routes.API_KEYS, methods=["GET"])

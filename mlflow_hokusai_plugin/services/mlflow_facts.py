@@ -27,6 +27,7 @@ class RunFacts:
     run_id: str | None
     metrics: dict[str, float]
     dataset_digest: str | None
+    artifact_uri: str | None = None  # where a runs:/ source's files are, without reading the run again
 
 
 def get_version(client: MlflowClient, name: str, version: int | str, field: str = "model_id") -> ModelVersion:
@@ -51,7 +52,7 @@ def run_facts(client: MlflowClient, run_id: str | None) -> RunFacts:
             if T.BENCHMARK_INPUT_CONTEXT in contexts:
                 digest = dataset_input.dataset.digest
                 break
-    return RunFacts(run_id, dict(run.data.metrics), digest)
+    return RunFacts(run_id, dict(run.data.metrics), digest, run.info.artifact_uri)
 
 
 def version_artifact_digest(client: MlflowClient, version: ModelVersion) -> str:

@@ -20,7 +20,9 @@ from typing import Any
 from mlflow.entities.model_registry import ModelVersionTag
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+from mlflow.utils.time import get_current_time_millis
 
 from mlflow_hokusai_plugin import prometheus_metrics
 from mlflow_hokusai_plugin.audit import AuditLog
@@ -66,7 +68,7 @@ class HokusaiRegistryStore(SqlAlchemyStore):
             store=self.hokusai,
             signer=self._get_signer,
             onchain=lambda name: config.onchain_target(
-                self.get_registered_model(name).tags.get(T.ONCHAIN_MODEL_ID)
+                _PlainRegistry(self).registered_model_tag(name, T.ONCHAIN_MODEL_ID)
             ),
             audit=self.audit,
         )
@@ -96,6 +98,32 @@ class HokusaiRegistryStore(SqlAlchemyStore):
             request_id=current_request_id(),
         )
 
+    # -- cheap reads for the Hokusai routes -----------------------------------------------------
+    # MLflow's get_model_version and get_registered_model load tags, aliases and latest versions:
+    # 70 % of a lineage request was spent in get_model_version just to learn the version exists.
+
+    def model_exists(self, model_id: str) -> bool:
+        """Whether ``name/version`` (a live version) or a bare registered-model name exists:
+        one indexed SELECT, e.g. ``"churn/1"`` True, ``"churn"`` True, ``"churn/99"`` False."""
+        name, _, version = model_id.partition("/")
+        try:
+            with self.ManagedSessionMaker() as session:
+                if version:
+                    self._get_sql_model_version(session, name, version)
+                else:
+                    self._get_registered_model(session, name)
+            return True
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return False
+            raise
+
+    def registered_model_tag(self, name: str, key: str) -> str | None:
+        """One tag of a registered model (MlflowException if there is no such model)."""
+        with self.ManagedSessionMaker() as session:
+            model = self._get_registered_model(session, name)
+            return next((tag.value for tag in model.registered_model_tags if tag.key == key), None)
+
     # -- model versions: the Hokusai hooks ----------------------------------------------------
 
     def create_model_version(self, name, source, run_id=None, tags=None, *args, **kwargs):
@@ -103,9 +131,10 @@ class HokusaiRegistryStore(SqlAlchemyStore):
         tag_map = {tag.key: tag.value for tag in tags}
         _refuse_server_tags(tag_map)
         improved = T.BASELINE in tag_map
+        prepared = None
         if improved:
             try:
-                self.registrar.validate(
+                prepared = self.registrar.validate(
                     tag_map, run_id or self._logged_model_run(source, kwargs.get("model_id"))
                 )
             except ValidationError as exc:
@@ -118,7 +147,7 @@ class HokusaiRegistryStore(SqlAlchemyStore):
             "model_version.create", _version_target(name, version.version), after=_version_state(version)
         )
         if improved:
-            self._complete(name, version.version)
+            self._complete(name, version.version, written=version, prepared=prepared)
             return self.get_model_version(name, version.version)
         return version
 
@@ -173,9 +202,9 @@ class HokusaiRegistryStore(SqlAlchemyStore):
             model_id = source[len("models:/") :].split("/", 1)[0]
         return self._tracking_store.get_logged_model(model_id).source_run_id if model_id else None
 
-    def _complete(self, name: str, version: str | int) -> None:
+    def _complete(self, name: str, version: str | int, **known: Any) -> None:
         try:
-            self.registrar.complete(name, version)
+            self.registrar.complete(name, version, **known)
         except ValidationError as exc:
             _logger.error("Hokusai attestation of %s/%s failed: %s", name, version, exc)
             prometheus_metrics.attestation_failed()
@@ -261,8 +290,8 @@ class _PlainRegistry:
     def get_model_version(self, name, version):
         return self._store.get_model_version(name, str(version))
 
-    def get_registered_model(self, name):
-        return self._store.get_registered_model(name)
+    def registered_model_tag(self, name: str, key: str) -> str | None:
+        return self._store.registered_model_tag(name, key)
 
     def set_tag(self, name, version, key, value) -> None:
         tag = ModelVersionTag(key, value)
@@ -276,8 +305,37 @@ class _PlainRegistry:
                 return
             SqlAlchemyStore.set_model_version_tag(self._store, name, str(version), tag)
 
-    def set_description(self, name, version, description) -> None:
-        SqlAlchemyStore.update_model_version(self._store, name, str(version), description=description)
+    def set_tags(
+        self, name: str, version: str | int, tags: dict[str, str], description: str | None = None
+    ) -> None:
+        """Tags (and the description) of one version in one transaction: all visible, or none.
+
+        MLflow's own methods would take a transaction per tag; these rows are the ones
+        ``set_model_version_tag`` and ``update_model_version`` write (tag keys and values here
+        are the server's own, already valid).
+        """
+        try:
+            self._write_in_one_transaction(name, int(version), tags, description)
+        except Exception:
+            # A concurrent writer inserted one of these tags first (MLflow's SELECT-then-INSERT
+            # loses on the primary key): now the rows exist and the retry updates them.
+            self._write_in_one_transaction(name, int(version), tags, description)
+
+    def _write_in_one_transaction(self, name: str, version: int, tags: dict, description: str | None) -> None:
+        with _write_session(self._store) as session:
+            row = self._store._get_sql_model_version(session, name, version)
+            if description is not None:
+                row.description = description
+                row.last_updated_time = get_current_time_millis()
+            # The version's tags in one SELECT, rather than one merge (a SELECT each) per tag.
+            existing = {tag.key: tag for tag in row.model_version_tags}
+            # MLflow 3.5+ keys every registry row by workspace too.
+            scope = {"workspace": row.workspace} if hasattr(row, "workspace") else {}
+            for key, value in tags.items():
+                if key in existing:
+                    existing[key].value = value
+                else:
+                    session.add(SqlModelVersionTag(**scope, name=name, version=version, key=key, value=value))
 
     def pending_versions(self) -> list[tuple[str, str]]:
         found, token = [], None
@@ -289,6 +347,14 @@ class _PlainRegistry:
             token = page.token
             if not token:
                 return found
+
+
+def _write_session(store: SqlAlchemyStore) -> Any:
+    """A session of MLflow's store that may write (recent MLflow makes them read-only by default)."""
+    try:
+        return store.ManagedSessionMaker(read_only=False)
+    except TypeError:  # an MLflow from before read replicas: every session may write
+        return store.ManagedSessionMaker()
 
 
 def _refuse_server_tags(tag_map: dict[str, str]) -> None:

@@ -105,6 +105,12 @@ def requests_of(scenario: str, summary: dict, client, count: int):
             "contributions; first page of 100)",
             lambda i: client.get(path),
         )
+    if scenario == "get-model-version":
+        # MLflow's own route through the hokusai app: what the plugin's hooks add around it.
+        model = summary["models"][0]
+        query = {"name": model["name"], "version": str(model["versions"])}
+        path = "/api/2.0/mlflow/model-versions/get"
+        return f"GET {path} {query} (MLflow's own route)", lambda i: client.get(path, query_string=query)
     if scenario == "register":
         try:
             from benchmarks import load
@@ -136,7 +142,7 @@ def requests_of(scenario: str, summary: dict, client, count: int):
             "(validate, digest the artifact, sign, record lineage, contributions and audit)",
             register,
         )
-    raise SystemExit(f"unknown scenario {scenario!r}: lineage-<depth>, impact or register")
+    raise SystemExit(f"unknown scenario {scenario!r}: lineage-<depth>, impact, get-model-version or register")
 
 
 def profile(summary: dict, database_url: str, scenario: str, repeat: int) -> str:

@@ -1,6 +1,6 @@
 """The whole benchmark, bounded in time: seed a fresh database, check it, load it, profile, drop it.
 
-    python benchmarks/run.py [--scale full|small] [--postgres postgresql+psycopg2://postgres@127.0.0.1:5432]
+    python benchmarks/run.py [--scale full|small|smoke] [--postgres postgresql+psycopg2://postgres@127.0.0.1:5432]
                              [--out-dir benchmarks] [--keep-database]
 
 ``make bench`` runs it (``BENCH_SCALE=small make bench`` for a quick run). Steps:
@@ -10,7 +10,8 @@
 2. ``check_seed.py`` on it;
 3. ``load.py``: both servers (``--workers 4``) on it, every scenario (full: 10 s per read scenario,
    10 registrations per client; 32 clients);
-4. ``profiling.py``: pyinstrument profiles of the deepest lineage query and of a registration;
+4. ``profiling.py``: pyinstrument profiles of the deepest lineage query, contributor impact, a
+   registration and MLflow's own get-model-version through the hokusai app;
 5. ``results.json``, ``results.md`` (the fragment for docs/benchmarks.md) and the profiles in
    ``--out-dir``; then the database is dropped (unless ``--keep-database``), also after a failure.
 
@@ -66,8 +67,26 @@ SCALES = {
         "load": load.Settings(clients=32, duration=3.0, warmup=2, register_per_client=3, sequential=50),
         "seed_timeout": 120,
     },
+    # Seconds, not a measurement: tests/integration/test_benchmarks.py runs every step at this
+    # scale so the benchmark cannot rot between `make bench` runs.
+    "smoke": {
+        "seed": {
+            "versions": 300,
+            "models": 6,
+            "projects": 3,
+            "max-depth": 100,
+            "contributors": 40,
+            "contributions": 500,
+        },
+        "load": load.Settings(
+            clients=2, duration=0.3, warmup=1, register_per_client=2, sequential=3, rounds=1
+        ),
+        "seed_timeout": 120,
+        "workers": 2,
+        "profile_repeat": 3,
+    },
 }
-PROFILES = ("lineage-max", "register", "impact")
+PROFILES = ("lineage-max", "register", "impact", "get-model-version")
 
 
 def step(title: str) -> float:
@@ -141,7 +160,7 @@ def main(argv=None) -> int:
         summary["check_seconds"] = time.perf_counter() - started
 
         step("load")
-        report = load.benchmark(summary, url, scale["load"], workdir)
+        report = load.benchmark(summary, url, scale["load"], workdir, scale.get("workers", 4))
         report["scale"] = args.scale
 
         profiles = []
@@ -157,7 +176,7 @@ def main(argv=None) -> int:
                 )
                 step(f"profile {scenario}")
                 out = args.out_dir / f"profile-{scenario}.txt"
-                repeat = "5" if scenario == "register" else "20"
+                repeat = str(scale.get("profile_repeat") or (5 if scenario == "register" else 20))
                 run(
                     [py, str(HERE / "profiling.py"), "--summary", str(summary_path), "--database-url", url]
                     + ["--scenario", scenario, "--repeat", repeat, "--out", str(out)],

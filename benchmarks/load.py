@@ -69,6 +69,7 @@ ERROR_SAMPLES = 5
 
 # The issue's targets (issue 7), checked in the report.
 TARGET_HOKUSAI_P99_MS = 50.0
+FLOOR_SCENARIO = "/health (an empty route: the floor)"
 TARGET_REGISTER_RATIO = 0.5
 
 
@@ -727,7 +728,8 @@ def run_scenarios(servers: Servers, summary: dict, settings: Settings, log=print
                 )
             )
         log(f"Hokusai routes on the hokusai server, {settings.clients} clients, {settings.duration:g} s each")
-        for label, path in routes:
+        # The same load on a route that does nothing: what this machine allows any route at all.
+        for label, path in [(FLOOR_SCENARIO, "/health"), *routes]:
             loop(
                 label,
                 "hokusai",
@@ -874,10 +876,12 @@ def target_checks(results: list[dict]) -> list[dict]:
         if r["server"] == "hokusai" and (
             r["scenario"] == "lineage depth 100" or r["scenario"].startswith("contributor impact")
         ):
+            floor = _row(results, FLOOR_SCENARIO, "hokusai")
             checks.append(
                 {
                     "target": f"{r['scenario']} p99 <= {TARGET_HOKUSAI_P99_MS:g} ms, {r['clients']} clients",
-                    "value": f"{r['p99_ms']} ms",
+                    "value": f"{r['p99_ms']} ms"
+                    + (f" (/health under the same load: {floor['p99_ms']} ms)" if floor else ""),
                     "met": r["p99_ms"] is not None and r["p99_ms"] <= TARGET_HOKUSAI_P99_MS,
                 }
             )

@@ -176,7 +176,15 @@ def profile(summary: dict, database_url: str, scenario: str, repeat: int) -> str
         for _ in range(repeat):
             one()
         profiler.stop()
-        text = profiler.output_text(unicode=True, color=False, show_all=False)
+        # MLflow's own route is all library frames, which pyinstrument folds away: show Flask's
+        # hooks and ours, so the plugin's share of the request can be read off.
+        shown = {"show_regex": r".*(mlflow_hokusai_plugin|flask/app\.py|mlflow/server/handlers\.py)"}
+        text = profiler.output_text(
+            unicode=True,
+            color=False,
+            show_all=False,
+            processor_options=shown if scenario == "get-model-version" else None,
+        )
     header = [
         f"pyinstrument profile: {what}",
         f"database {database_url.rsplit('/', 1)[-1]}: {summary['counts']['model_versions']} model versions, "

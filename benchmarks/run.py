@@ -207,6 +207,9 @@ def main(argv=None) -> int:
         if failed:
             # Kept: the server logs say what went wrong.
             print(f"failed or had errors; server logs and the seed summary are in {workdir}", file=sys.stderr)
+        elif args.keep_database:
+            # Kept with the database: profiling.py and load.py take the seed summary.
+            print(f"kept the seed summary {summary_path} (profiling.py --summary ...)")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"total {time.perf_counter() - overall:.0f}s")

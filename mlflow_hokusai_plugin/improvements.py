@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mlflow.entities.model_registry import ModelVersionTag
+
 from mlflow_hokusai_plugin import __version__, prometheus_metrics
 from mlflow_hokusai_plugin.artifact_digest import artifact_uri_digest
 from mlflow_hokusai_plugin.core import summary
@@ -46,9 +48,15 @@ class RegistryAccess(Protocol):
     def set_tag(self, name: str, version: str | int, key: str, value: str) -> None: ...
 
     def set_tags(
-        self, name: str, version: str | int, tags: dict[str, str], description: str | None = None
+        self,
+        name: str,
+        version: str | int,
+        tags: dict[str, str],
+        description: str | None = None,
+        updated_at: int | None = None,
     ) -> None:
-        """Set several tags (and the description) of one version in one transaction."""
+        """Set several tags (and the description, last updated at ``updated_at`` epoch ms) of one
+        version in one transaction."""
         ...
 
     def pending_versions(self) -> list[tuple[str, str]]: ...
@@ -135,9 +143,10 @@ class Registrar:
 
         ``written`` and ``prepared`` are the version MLflow has just returned and the validation of
         exactly its tags, when the caller has them (the create hook): the version is then neither
-        read nor validated a second time. Otherwise (a tag set later, the reconciler, a migration)
-        both are read afresh. Idempotent: a version already recorded only gets its server tags
-        (re)written.
+        read nor validated a second time, and ``written`` is brought up to date with the tags and
+        description stored, so the caller can answer with it without reading it back. Otherwise
+        (a tag set later, the reconciler, a migration) both are read afresh. Idempotent: a version
+        already recorded only gets its server tags (re)written.
         """
         delay = os.environ.get(FAULT_DELAY_ENV)
         if delay:
@@ -280,8 +289,16 @@ class Registrar:
         if summary.MARKER not in (mv.description or "") or document["id"] not in (mv.description or ""):
             description = summary.replace_summary(mv.description, markdown)
         changed = {key: value for key, value in wanted.items() if current.get(key) != value}
-        if changed or description is not None:
-            self.registry.set_tags(mv.name, mv.version, changed, description=description)
+        if not changed and description is None:
+            return
+        updated_at = int(time.time() * 1000) if description is not None else None
+        self.registry.set_tags(mv.name, mv.version, changed, description=description, updated_at=updated_at)
+        # This copy of the version now says what is stored.
+        for key, value in changed.items():
+            mv._add_tag(ModelVersionTag(key, value))
+        if description is not None:
+            mv.description = description
+            mv.last_updated_timestamp = updated_at
 
     @staticmethod
     def _edge(model_id: str, prepared: Prepared, attested: AttestedImprovement) -> dict:

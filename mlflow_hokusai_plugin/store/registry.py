@@ -146,10 +146,9 @@ class HokusaiRegistryStore(SqlAlchemyStore):
         self._audit(
             "model_version.create", _version_target(name, version.version), after=_version_state(version)
         )
-        if improved:
-            self._complete(name, version.version, written=version, prepared=prepared)
-            return self.get_model_version(name, version.version)
-        return version
+        if improved and not self._complete(name, version.version, written=version, prepared=prepared):
+            return self.get_model_version(name, version.version)  # failed or pending: as stored
+        return version  # complete() brought it up to date with what it stored
 
     def set_model_version_tag(self, name, version, tag, *args, **kwargs):
         _refuse_server_tags({tag.key: tag.value})
@@ -202,9 +201,11 @@ class HokusaiRegistryStore(SqlAlchemyStore):
             model_id = source[len("models:/") :].split("/", 1)[0]
         return self._tracking_store.get_logged_model(model_id).source_run_id if model_id else None
 
-    def _complete(self, name: str, version: str | int, **known: Any) -> None:
+    def _complete(self, name: str, version: str | int, **known: Any) -> bool:
+        """Attest the version; False when it failed (tagged so) or is left pending."""
         try:
             self.registrar.complete(name, version, **known)
+            return True
         except ValidationError as exc:
             _logger.error("Hokusai attestation of %s/%s failed: %s", name, version, exc)
             prometheus_metrics.attestation_failed()
@@ -214,6 +215,7 @@ class HokusaiRegistryStore(SqlAlchemyStore):
         except Exception:
             # Infrastructure (artifact store, database) failed: stay pending for the reconciler.
             _logger.exception("Hokusai attestation of %s/%s is left pending", name, version)
+        return False
 
     # -- model versions: audited as they are --------------------------------------------------
 
@@ -306,7 +308,12 @@ class _PlainRegistry:
             SqlAlchemyStore.set_model_version_tag(self._store, name, str(version), tag)
 
     def set_tags(
-        self, name: str, version: str | int, tags: dict[str, str], description: str | None = None
+        self,
+        name: str,
+        version: str | int,
+        tags: dict[str, str],
+        description: str | None = None,
+        updated_at: int | None = None,
     ) -> None:
         """Tags (and the description) of one version in one transaction: all visible, or none.
 
@@ -315,18 +322,20 @@ class _PlainRegistry:
         are the server's own, already valid).
         """
         try:
-            self._write_in_one_transaction(name, int(version), tags, description)
+            self._write_in_one_transaction(name, int(version), tags, description, updated_at)
         except Exception:
             # A concurrent writer inserted one of these tags first (MLflow's SELECT-then-INSERT
             # loses on the primary key): now the rows exist and the retry updates them.
-            self._write_in_one_transaction(name, int(version), tags, description)
+            self._write_in_one_transaction(name, int(version), tags, description, updated_at)
 
-    def _write_in_one_transaction(self, name: str, version: int, tags: dict, description: str | None) -> None:
+    def _write_in_one_transaction(
+        self, name: str, version: int, tags: dict, description: str | None, updated_at: int | None
+    ) -> None:
         with _write_session(self._store) as session:
             row = self._store._get_sql_model_version(session, name, version)
             if description is not None:
                 row.description = description
-                row.last_updated_time = get_current_time_millis()
+                row.last_updated_time = updated_at or get_current_time_millis()
             # The version's tags in one SELECT, rather than one merge (a SELECT each) per tag.
             existing = {tag.key: tag for tag in row.model_version_tags}
             # MLflow 3.5+ keys every registry row by workspace too.

@@ -46,7 +46,7 @@ unit: install
 
 ## The benchmarks of docs/benchmarks.md: seed a fresh PostgreSQL database (127.0.0.1:5432, user
 ## postgres), load `mlflow server --app-name hokusai` and plain `mlflow server` on it, profile, drop it.
-## Results in benchmarks/results.{json,md}. Full scale (100k versions) about 6 minutes;
+## Results in benchmarks/results.{json,md}. Full scale (100k versions) about 5 minutes;
 ## BENCH_SCALE=small make bench for a quick run (about 2). Profiles need pyinstrument in the venv.
 BENCH_SCALE ?= full
 bench: install

@@ -129,63 +129,30 @@ class AttestedImprovement:
 def attest_improvement(
     signer: MessageSigner,
     *,
-    model_id: str,
-    baseline_model_id: str,
-    benchmark_metric: str,
-    contributors: Sequence[Mapping[str, Any]],
-    baseline_metrics: Mapping[str, float],
-    candidate_metrics: Mapping[str, float],
-    baseline_run_id: str | None,
-    run_id: str | None,
-    dataset_digest: str | None,
-    model_digest: str | None,
-    baseline_digest: str | None,
-    created_at: str,
-    plugin_version: str,
-    project: str | None = None,
-    model_type: str | None = None,
-    pipeline_run_id: str | None = None,
     onchain: OnchainTarget | None = None,
-    metrics: Sequence[str] | None = None,
-    directions: Mapping[str, str] | None = None,
     subject: tuple[str, str] | None = None,
+    **facts: Any,
 ) -> AttestedImprovement:
     """Compute the improvement of ``model_id`` over its baseline and sign the attestation.
 
     The single path from measured facts to a signed document, shared by the services (local
-    signing) and the server plugin. The Statement's subject is the model
-    (``models:/<model_id>``, ``model_digest``) unless ``subject`` gives another (name, sha256).
+    signing) and the server plugin. ``facts`` are the keyword arguments of
+    :func:`improvement_statement_parts` (``model_id``, ``baseline_model_id``, the metrics, runs,
+    digests ...). The Statement's subject is the model (``models:/<model_id>``, ``model_digest``)
+    unless ``subject`` gives another (name, sha256).
     """
-    subject_name, subject_digest = subject or (f"models:/{model_id}", model_digest)
-    improvement, attributed, predicate = improvement_statement_parts(
-        model_id=model_id,
-        baseline_model_id=baseline_model_id,
-        benchmark_metric=benchmark_metric,
-        contributors=contributors,
-        baseline_metrics=baseline_metrics,
-        candidate_metrics=candidate_metrics,
-        baseline_run_id=baseline_run_id,
-        run_id=run_id,
-        dataset_digest=dataset_digest,
-        model_digest=model_digest,
-        baseline_digest=baseline_digest,
-        created_at=created_at,
-        plugin_version=plugin_version,
-        project=project,
-        model_type=model_type,
-        pipeline_run_id=pipeline_run_id,
-        metrics=metrics,
-        directions=directions,
-    )
+    improvement, attributed, predicate = improvement_statement_parts(**facts)
+    model_id = facts["model_id"]
+    subject_name, subject_digest = subject or (f"models:/{model_id}", facts["model_digest"])
     document = issue_attestation(
         signer,
         subject_name=subject_name,
         subject_digest=subject_digest,
         predicate=predicate,
         model_id=model_id,
-        baseline_model_id=baseline_model_id,
-        created_at=created_at,
-        model_type=model_type,
+        baseline_model_id=facts["baseline_model_id"],
+        created_at=facts["created_at"],
+        model_type=facts.get("model_type"),
         onchain=onchain,
         improvement=improvement,
         contributors=attributed,

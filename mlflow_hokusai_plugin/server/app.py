@@ -25,7 +25,6 @@ from mlflow_hokusai_plugin.server.auth import (
     ApiKeyAuth,
     AsgiApiKeyMiddleware,
     install_api_key_auth,
-    native_route_matcher,
     native_route_of,
 )
 from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER, HokusaiConfig, load_signer
@@ -232,14 +231,15 @@ def create_app(app: Flask | None = None) -> Any:
         from mlflow.server.fastapi_app import create_fastapi_app
 
         fastapi_app = create_fastapi_app(app)
+        # One matcher (and its cache) for both middlewares.
         route_of = native_route_of(fastapi_app)
+
+        def is_native(scope: dict) -> bool:
+            return route_of(scope) is not None
+
         if api_key_auth is not None:
-            fastapi_app.add_middleware(
-                AsgiApiKeyMiddleware, auth=api_key_auth, is_native=native_route_matcher(fastapi_app)
-            )
+            fastapi_app.add_middleware(AsgiApiKeyMiddleware, auth=api_key_auth, is_native=is_native)
         # Added last, so outermost: it sees the status (and principal) of every native request.
-        fastapi_app.add_middleware(
-            AsgiRequestLogMiddleware, is_native=lambda scope: route_of(scope) is not None, route_of=route_of
-        )
+        fastapi_app.add_middleware(AsgiRequestLogMiddleware, is_native=is_native, route_of=route_of)
         return fastapi_app
     return app

@@ -263,9 +263,3 @@ def native_route_of(fastapi_app: Any) -> Callable[[dict], str | None]:
         return matching(scope.get("root_path", ""), scope["path"], scope.get("method", "GET"))
 
     return route_of
-
-
-def native_route_matcher(fastapi_app: Any) -> Callable[[dict], bool]:
-    """True for a request a native FastAPI route (not the mounted Flask app) will serve."""
-    route_of = native_route_of(fastapi_app)
-    return lambda scope: route_of(scope) is not None

@@ -67,9 +67,7 @@ class HokusaiRegistryStore(SqlAlchemyStore):
             tracking=self._tracking_store,
             store=self.hokusai,
             signer=self._get_signer,
-            onchain=lambda name: config.onchain_target(
-                _PlainRegistry(self).registered_model_tag(name, T.ONCHAIN_MODEL_ID)
-            ),
+            onchain=lambda name: config.onchain_target(self.registered_model_tag(name, T.ONCHAIN_MODEL_ID)),
             audit=self.audit,
         )
 

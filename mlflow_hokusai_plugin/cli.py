@@ -7,6 +7,7 @@ Every command exits 0 on success, 1 when it ran and found a problem (an invalid 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,22 +138,30 @@ def db_upgrade(url: str) -> None:
     click.echo(f"hokusai tables at revision {upgrade(url)}")
 
 
-@main.command()
-@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
-@click.option(
+# reconcile and migrate read model files as the server would: mlflow-artifacts:/ URIs resolve
+# against the server's --artifacts-destination.
+artifacts_destination_option = click.option(
     "--artifacts-destination",
     envvar="_MLFLOW_SERVER_ARTIFACT_DESTINATION",
     help="The server's --artifacts-destination, to read models stored as mlflow-artifacts:/ URIs.",
 )
-def reconcile(store_uri: str, artifacts_destination: str | None) -> None:
-    """Complete registrations a crash left pending (the server also does this at every start)."""
-    import os
 
+
+def _use_artifacts_destination(artifacts_destination: str | None) -> None:
     from mlflow_hokusai_plugin.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
-    from mlflow_hokusai_plugin.store.registry import HokusaiRegistryStore
 
     if artifacts_destination:
         os.environ[SERVER_ARTIFACT_DESTINATION_ENV] = artifacts_destination
+
+
+@main.command()
+@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@artifacts_destination_option
+def reconcile(store_uri: str, artifacts_destination: str | None) -> None:
+    """Complete registrations a crash left pending (the server also does this at every start)."""
+    from mlflow_hokusai_plugin.store.registry import HokusaiRegistryStore
+
+    _use_artifacts_destination(artifacts_destination)
     results = HokusaiRegistryStore(store_uri).registrar.reconcile()
     for result in results:
         detail = f" ({result['error']})" if "error" in result else ""
@@ -174,11 +183,7 @@ def reconcile(store_uri: str, artifacts_destination: str | None) -> None:
 @click.option(
     "--attest", is_flag=True, help="Sign each improvement (needs HOKUSAI_ATTESTER_KEY or a keystore)."
 )
-@click.option(
-    "--artifacts-destination",
-    envvar="_MLFLOW_SERVER_ARTIFACT_DESTINATION",
-    help="The server's --artifacts-destination, to read models stored as mlflow-artifacts:/ URIs.",
-)
+@artifacts_destination_option
 def migrate(
     store_uri: str, mapping_path: Path, apply_: bool, attest: bool, artifacts_destination: str | None
 ) -> None:
@@ -186,14 +191,10 @@ def migrate(
 
     A dry run unless --apply: the whole mapping is checked and the plan printed; nothing is written.
     """
-    import os
-
-    from mlflow_hokusai_plugin.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
     from mlflow_hokusai_plugin.migration import apply_migration, load_mapping, plan_migration
     from mlflow_hokusai_plugin.store.registry import HokusaiRegistryStore
 
-    if artifacts_destination:
-        os.environ[SERVER_ARTIFACT_DESTINATION_ENV] = artifacts_destination
+    _use_artifacts_destination(artifacts_destination)
     entries = load_mapping(mapping_path)
     store = HokusaiRegistryStore(store_uri)
     if attest and apply_:

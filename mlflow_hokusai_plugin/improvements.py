@@ -22,13 +22,11 @@ from mlflow_hokusai_plugin import __version__, prometheus_metrics
 from mlflow_hokusai_plugin.artifact_digest import artifact_uri_digest
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
-from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.attestation import document_predicate
-from mlflow_hokusai_plugin.core.canonical import canonical_json
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import AttestedImprovement, OnchainTarget, attest_improvement
 from mlflow_hokusai_plugin.core.metrics import compute_improvement
-from mlflow_hokusai_plugin.db.store import HokusaiStore
+from mlflow_hokusai_plugin.db.store import HokusaiStore, contribution_records, edge_record
 from mlflow_hokusai_plugin.services.mlflow_facts import RunFacts, run_facts
 
 _logger = logging.getLogger(__name__)
@@ -161,10 +159,17 @@ class Registrar:
             if prepared is None or written is None:
                 prepared = self.validate(tags, mv.run_id)
             attested = self._attest(mv, prepared)
+            project = prepared.tags["project"]
             document = self.store.record_improvement(
-                self._edge(model_id, prepared, attested),
+                edge_record(
+                    model_id,
+                    prepared.tags["baseline"],
+                    project,
+                    prepared.tags["model_type"],
+                    attested.improvement,
+                ),
                 attested.document,
-                self._contributions(model_id, attested),
+                contribution_records(model_id, project, attested.contributors),
             )
             if document is attested.document:
                 # Counted once, by the worker whose record won (a racing duplicate reads it back).
@@ -299,36 +304,6 @@ class Registrar:
         if description is not None:
             mv.description = description
             mv.last_updated_timestamp = updated_at
-
-    @staticmethod
-    def _edge(model_id: str, prepared: Prepared, attested: AttestedImprovement) -> dict:
-        improvement = attested.improvement
-        return {
-            "child_model_id": model_id,
-            "parent_model_id": prepared.tags["baseline"],
-            "project": prepared.tags["project"],
-            "model_type": prepared.tags["model_type"],
-            "benchmark_metric": improvement["benchmark_metric"],
-            "baseline_score_bps": improvement["baseline_score_bps"],
-            "candidate_score_bps": improvement["candidate_score_bps"],
-            "delta_one_bps": improvement["delta_one_bps"],
-            "metric_deltas": canonical_json(improvement["metric_deltas"]).decode(),
-        }
-
-    @staticmethod
-    def _contributions(model_id: str, attested: AttestedImprovement) -> list[dict]:
-        project = document_predicate(attested.document)["model"]["project"]
-        return [
-            {
-                "address": to_checksum_address(entry["address"]),
-                "model_id": model_id,
-                "project": project,
-                "weight_bps": entry["weight_bps"],
-                "samples": entry.get("samples"),
-                "attributed_bps": entry["attributed_bps"],
-            }
-            for entry in attested.contributors
-        ]
 
     def _version(self, name: str, version: int | str) -> Any:
         try:

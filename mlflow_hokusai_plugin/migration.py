@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_hokusai_plugin.core import tags as T
-from mlflow_hokusai_plugin.core.canonical import canonical_json
 from mlflow_hokusai_plugin.core.contributors import attribute
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.metrics import compute_improvement
+from mlflow_hokusai_plugin.db.store import contribution_records, edge_record
+from mlflow_hokusai_plugin.services.mlflow_facts import get_version
 
 CLIENT_FIELDS = {
     "project": T.PROJECT,
@@ -125,7 +126,9 @@ def plan_migration(entries: list[dict], registry: Any, tracking: Any, hokusai: A
                 resolve(baseline_id, (*chain, model_id))
                 inherited = {k: v for k, v in steps[baseline_id].tags.items() if k != T.BASELINE}
             else:
-                inherited = dict(_version(registry, baseline_id, f"{where}.baseline").tags or {})
+                base_name, base_version = T.parse_model_id(baseline_id, f"{where}.baseline")
+                found = get_version(registry, base_name, base_version, f"{where}.baseline")
+                inherited = dict(found.tags or {})
         step = _step(entry, where, registry, tracking, hokusai, inherited)
         steps[model_id] = step
         return step
@@ -162,7 +165,13 @@ def apply_migration(steps: list[Step], store: Any, *, attest: bool) -> list[str]
             plain.set_tag(step.name, step.version, T.ATTESTATION_STATUS, T.STATUS_PENDING)
             registrar.complete(step.name, step.version)  # validates again, signs, records, tags
         elif step.improvement is not None:
-            store.hokusai.record_unattested_improvement(_edge(step), _contributions(step))
+            project = step.tags[T.PROJECT]
+            store.hokusai.record_unattested_improvement(
+                edge_record(
+                    step.model_id, step.tags[T.BASELINE], project, step.tags[T.MODEL_TYPE], step.improvement
+                ),
+                contribution_records(step.model_id, project, step.contributors),
+            )
             plain.set_tag(step.name, step.version, T.DELTA_ONE_BPS, str(step.improvement["delta_one_bps"]))
             plain.set_tag(step.name, step.version, T.ATTESTATION_STATUS, T.STATUS_NOT_APPLICABLE)
         elif T.ATTESTATION_STATUS not in current:
@@ -184,7 +193,7 @@ def apply_migration(steps: list[Step], store: Any, *, attest: bool) -> list[str]
 def _step(entry: dict, where: str, registry: Any, tracking: Any, hokusai: Any, inherited: dict) -> Step:
     model_id = entry["model_id"]
     name, version = T.parse_model_id(model_id, f"{where}.model_id")
-    found = _version(registry, model_id, f"{where}.model_id")
+    found = get_version(registry, name, version, f"{where}.model_id")
     tags = {
         key: inherited[key] for key in (T.PROJECT, T.MODEL_TYPE, T.BENCHMARK_METRIC) if inherited.get(key)
     }
@@ -262,44 +271,5 @@ def _measure(step: Step, steps: dict, registry: Any, tracking: Any, by_id: dict)
 
 def _baseline_step(registry: Any, baseline_id: str, where: str) -> Step:
     name, version = T.parse_model_id(baseline_id, f"{where}.baseline")
-    found = _version(registry, baseline_id, f"{where}.baseline")
+    found = get_version(registry, name, version, f"{where}.baseline")
     return Step(baseline_id, name, str(version), found.run_id, dict(found.tags or {}))
-
-
-def _version(registry: Any, model_id: str, field_name: str) -> Any:
-    name, version = T.parse_model_id(model_id, field_name)
-    try:
-        return registry.get_model_version(name, str(version))
-    except Exception as exc:
-        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-            raise ValidationError(field_name, f"model version '{model_id}' does not exist") from None
-        raise
-
-
-def _edge(step: Step) -> dict:
-    improvement = step.improvement
-    return {
-        "child_model_id": step.model_id,
-        "parent_model_id": step.tags[T.BASELINE],
-        "project": step.tags[T.PROJECT],
-        "model_type": step.tags[T.MODEL_TYPE],
-        "benchmark_metric": improvement["benchmark_metric"],
-        "baseline_score_bps": improvement["baseline_score_bps"],
-        "candidate_score_bps": improvement["candidate_score_bps"],
-        "delta_one_bps": improvement["delta_one_bps"],
-        "metric_deltas": canonical_json(improvement["metric_deltas"]).decode(),
-    }
-
-
-def _contributions(step: Step) -> list[dict]:
-    return [
-        {
-            "address": entry["address"],
-            "model_id": step.model_id,
-            "project": step.tags[T.PROJECT],
-            "weight_bps": entry["weight_bps"],
-            "samples": entry.get("samples"),
-            "attributed_bps": entry["attributed_bps"],
-        }
-        for entry in step.contributors
-    ]

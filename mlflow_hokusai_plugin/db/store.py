@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
+from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.canonical import canonical_json
 from mlflow_hokusai_plugin.db.models import Attestation, Contribution, ContributorTotal, LineageEdge
 from mlflow_hokusai_plugin.db.urls import database_url
@@ -38,6 +39,40 @@ def make_engine(store_uri: str) -> Engine:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def edge_record(
+    child_model_id: str, parent_model_id: str, project: str, model_type: str, improvement: dict
+) -> dict:
+    """The lineage edge :meth:`HokusaiStore.record_improvement` stores, from an improvement
+    (``core.metrics.compute_improvement``)."""
+    return {
+        "child_model_id": child_model_id,
+        "parent_model_id": parent_model_id,
+        "project": project,
+        "model_type": model_type,
+        "benchmark_metric": improvement["benchmark_metric"],
+        "baseline_score_bps": improvement["baseline_score_bps"],
+        "candidate_score_bps": improvement["candidate_score_bps"],
+        "delta_one_bps": improvement["delta_one_bps"],
+        "metric_deltas": canonical_json(improvement["metric_deltas"]).decode(),
+    }
+
+
+def contribution_records(model_id: str, project: str, attributed: Sequence[dict]) -> list[dict]:
+    """The contributions stored with an improvement, from the attributed contributors
+    (``core.contributors.attribute``)."""
+    return [
+        {
+            "address": to_checksum_address(entry["address"]),
+            "model_id": model_id,
+            "project": project,
+            "weight_bps": entry["weight_bps"],
+            "samples": entry.get("samples"),
+            "attributed_bps": entry["attributed_bps"],
+        }
+        for entry in attributed
+    ]
 
 
 class HokusaiStore:

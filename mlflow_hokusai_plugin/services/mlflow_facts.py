@@ -31,7 +31,10 @@ class RunFacts:
 
 
 def get_version(client: MlflowClient, name: str, version: int | str, field: str = "model_id") -> ModelVersion:
-    """The model version, or a ValidationError naming ``field`` when it does not exist."""
+    """The model version, or a ValidationError naming ``field`` when it does not exist.
+
+    ``client`` may also be a registry store: it has the same ``get_model_version``.
+    """
     try:
         return client.get_model_version(name, str(version))
     except (MlflowException, RestException) as exc:

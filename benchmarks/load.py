@@ -59,6 +59,11 @@ from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.metrics import metric_direction
 from mlflow_hokusai_plugin.embedded_server import MlflowServerProcess
 
+try:  # one way of opening a psycopg2 connection from a SQLAlchemy URL, seed.py's
+    from benchmarks.seed import connect
+except ImportError:  # run as a script, or imported by one: this directory is on sys.path
+    from seed import connect
+
 MLFLOW_API = "/api/2.0/mlflow"
 HOKUSAI_API = "/api/2.0/hokusai"
 # A fixed throwaway key (the servers run in dev mode on a throwaway database): the attester of
@@ -231,7 +236,7 @@ class ConnectionPeak:
             self._thread.join()
 
     def _poll(self) -> None:
-        conn = _connect(self.database_url)
+        conn = connect(self.database_url)
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
@@ -245,20 +250,6 @@ class ConnectionPeak:
                         return
         finally:
             conn.close()
-
-
-def _connect(database_url: str, dbname: str | None = None):
-    import psycopg2
-    from sqlalchemy.engine import make_url
-
-    url = make_url(database_url)
-    return psycopg2.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username,
-        password=url.password,
-        dbname=dbname or url.database,
-    )
 
 
 def closed_loop(
@@ -825,7 +816,7 @@ def machine(database_url: str) -> dict:
             info["ram_gb"] = round(kb / 1024 / 1024, 1)
     except (OSError, StopIteration):
         pass
-    conn = _connect(database_url)
+    conn = connect(database_url)
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW server_version")

@@ -33,7 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
@@ -99,14 +98,7 @@ def run(cmd: list[str], timeout: float) -> None:
 
 
 def admin(url: str):
-    parsed = make_url(url)
-    conn = psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname="postgres",
-    )
+    conn = load.connect(url, "postgres")
     conn.autocommit = True  # CREATE and DROP DATABASE cannot run in a transaction
     return conn
 

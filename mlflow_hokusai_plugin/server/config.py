@@ -17,6 +17,24 @@ from mlflow_hokusai_plugin.signer import ENV_KEY, ENV_KEYSTORE, Signer, SignerEr
 _logger = logging.getLogger(__name__)
 
 AUTH_MODES = ("apikey", "basic", "none")
+
+# Request body limits (server/body_limits.py), applied before anything parses a body.
+MAX_BODY_BYTES_ENV = "HOKUSAI_MAX_BODY_BYTES"
+MAX_JSON_DEPTH_ENV = "HOKUSAI_MAX_JSON_DEPTH"
+# 16 MiB: MLflow's largest JSON requests are far smaller. A runs/log-batch at MLflow's own
+# maximums (1000 entities: 100 params of 6000 characters, 100 tags of 8000, 800 metrics with
+# 250-character keys) is under 2 MB, under 10 MB even with every character escaped as \uXXXX; a
+# registry tag value is at most 100 kB, the UI's upload-artifact route takes 10 MB at most, and
+# trace spans travel as artifacts or OTLP batches of a few MB. It bounds what one request holds
+# in a worker's memory: MLflow's WSGI bridge buffers a whole body, once per concurrent request.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+# MLflow's requests nest a few levels deep (a log-batch is 3: object, list, object; a user's
+# assessment value a few more); 64 is far above that and far below what crashes a parser.
+DEFAULT_MAX_JSON_DEPTH = 64
+# py_ecc (imported with the attester's signer) raises Python's recursion limit to 100000, so a
+# recursive parser no longer stops with a RecursionError: it overflows the C stack and the worker
+# segfaults. A limit above Python's usual 1000 would reopen that door.
+MAX_JSON_DEPTH_CEILING = 1000
 DEV_MODE_BANNER = (
     "HOKUSAI DEV MODE: attestations are signed with an EPHEMERAL key that is lost when the server "
     "stops; never use this for anything real"
@@ -34,6 +52,8 @@ class HokusaiConfig:
     ratelimit_storage_uri: str
     chain_id: int | None
     verifying_contract: str | None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HokusaiConfig:
@@ -59,6 +79,10 @@ class HokusaiConfig:
             ratelimit_storage_uri=env.get("HOKUSAI_RATELIMIT_STORAGE_URI", "memory://"),
             chain_id=int(chain_id) if chain_id else None,
             verifying_contract=contract,
+            max_body_bytes=_positive_int(env, MAX_BODY_BYTES_ENV, DEFAULT_MAX_BODY_BYTES),
+            max_json_depth=_positive_int(
+                env, MAX_JSON_DEPTH_ENV, DEFAULT_MAX_JSON_DEPTH, ceiling=MAX_JSON_DEPTH_CEILING
+            ),
         )
 
     def onchain_target(self, onchain_model_id: str | None) -> OnchainTarget | None:
@@ -76,6 +100,19 @@ class HokusaiConfig:
                 "hokusai.onchain_model_id", f"{onchain_model_id!r} is not a decimal uint256"
             )
         return OnchainTarget(self.chain_id, self.verifying_contract, int(onchain_model_id))
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, ceiling: int | None = None) -> int:
+    """A setting that is a count: decimal digits, at least 1 (and at most ``ceiling``), or unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    # Digits only: int() would also take "+5", "1_000" or "٥" (an Arabic-Indic five).
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r}: expected a positive whole number")
+    if ceiling is not None and int(raw) > ceiling:
+        raise ConfigError(f"{name}={raw!r}: at most {ceiling}")
+    return int(raw)
 
 
 def load_signer(environ: Mapping[str, str] | None = None) -> tuple[Signer, bool]:

@@ -27,10 +27,17 @@ from mlflow_hokusai_plugin.server.auth import (
     install_api_key_auth,
     native_route_of,
 )
+from mlflow_hokusai_plugin.server.basic_auth import install_hokusai_route_permissions
+from mlflow_hokusai_plugin.server.body_limits import AsgiBodyLimits, BodyLimits, WsgiBodyLimits
 from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER, HokusaiConfig, load_signer
-from mlflow_hokusai_plugin.server.rate_limits import install_rate_limits, rate_limit_storage_check
+from mlflow_hokusai_plugin.server.rate_limits import (
+    AuthFailureLimit,
+    install_rate_limits,
+    rate_limit_storage_check,
+)
 from mlflow_hokusai_plugin.server.request_context import REQUEST_ID_HEADER, current_request_id
 from mlflow_hokusai_plugin.server.request_log import AsgiRequestLogMiddleware, install_request_log
+from mlflow_hokusai_plugin.server.request_scope import install_route_rules
 from mlflow_hokusai_plugin.server.tcp_nodelay import enable_tcp_nodelay_on_listeners
 
 _logger = logging.getLogger(__name__)
@@ -72,6 +79,11 @@ class HokusaiState:
     def project_of(name: str) -> str | None:
         """The ``hokusai.project`` of a registered model (cached for a couple of seconds)."""
         return _cached_project(name, int(time.monotonic() // 2))
+
+    @staticmethod
+    def current_project_of(name: str) -> str | None:
+        """The ``hokusai.project`` of a registered model, read now (for authorizing writes)."""
+        return _project_now(name)
 
     def last_backup_time(self) -> float | None:
         """Unix time of the last successful ``hokusai backup create`` on this database, if any."""
@@ -130,6 +142,10 @@ def _check_store_uris() -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _cached_project(name: str, _time_bucket: int) -> str | None:
+    return _project_now(name)
+
+
+def _project_now(name: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -189,6 +205,10 @@ def create_app(app: Flask | None = None) -> Any:
     if ephemeral:
         _logger.warning("!" * 100 + "\n%s\n%s\n" + "!" * 100, DEV_MODE_BANNER, f"attester {signer.address}")
     app.extensions["hokusai"] = HokusaiState(config, signer.address, ephemeral)
+    # Body size and JSON depth limits around everything Flask does (its hooks parse bodies, the
+    # API-key check among them), under uvicorn and gunicorn alike.
+    body_limits = BodyLimits(config.max_body_bytes, config.max_json_depth)
+    app.wsgi_app = WsgiBodyLimits(app.wsgi_app, body_limits)
     # The registry store builds the Hokusai tables on first use; build it now so a broken
     # database stops the server at start rather than at the first request.
     HokusaiState.registry_store()
@@ -200,11 +220,16 @@ def create_app(app: Flask | None = None) -> Any:
         g.hokusai_request_id = None
         current_request_id()
 
+    # Every request's declared rule (permissions.py), before the auth and rate-limit hooks read it.
+    install_route_rules(app)
+
     install_request_log(app)
 
     api_key_auth = None
     if config.auth == "apikey":
-        api_key_auth = ApiKeyAuth(app.extensions["hokusai"].api_keys(), HokusaiState.project_of)
+        api_key_auth = ApiKeyAuth(
+            app.extensions["hokusai"].api_keys(), HokusaiState.project_of, HokusaiState.current_project_of
+        )
         install_api_key_auth(app, api_key_auth)
     elif config.auth == "none":
         _logger.warning("HOKUSAI_AUTH=none: every request is accepted (dev mode)")
@@ -218,6 +243,8 @@ def create_app(app: Flask | None = None) -> Any:
     _reconcile_in_background()
     # Last of our hooks: the limiter counts per principal, which the auth hook sets.
     app.extensions["hokusai"].limiter = install_rate_limits(app, config)
+    if api_key_auth is not None:
+        api_key_auth.failures = AuthFailureLimit.from_limiter(app.extensions["hokusai"].limiter)
     if config.auth == "basic":
         # MLflow's basic-auth app: its users and permissions, its own ASGI wrapping.
         from mlflow.server.auth import bootstrap_admin_user, get_flask_server_secret_key
@@ -226,20 +253,32 @@ def create_app(app: Flask | None = None) -> Any:
         # What `mlflow server --app-name basic-auth` does before its workers start.
         get_flask_server_secret_key()
         bootstrap_admin_user()
-        return create_basic_auth_app(app)
+        served = create_basic_auth_app(app)
+        # After basic-auth's own hooks, so the user is authenticated when ours runs.
+        install_hokusai_route_permissions(app)
+        if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn":
+            # Then `served` is MLflow's FastAPI app: the body limits outermost there too.
+            native = native_route_of(served)
+            served.add_middleware(
+                AsgiBodyLimits, limits=body_limits, is_native=lambda scope: native(scope) is not None
+            )
+        return served
     if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn":
         from mlflow.server.fastapi_app import create_fastapi_app
 
         fastapi_app = create_fastapi_app(app)
-        # One matcher (and its cache) for both middlewares.
+        # One matcher (and its cache) for the middlewares.
         route_of = native_route_of(fastapi_app)
 
         def is_native(scope: dict) -> bool:
             return route_of(scope) is not None
 
         if api_key_auth is not None:
-            fastapi_app.add_middleware(AsgiApiKeyMiddleware, auth=api_key_auth, is_native=is_native)
-        # Added last, so outermost: it sees the status (and principal) of every native request.
+            fastapi_app.add_middleware(AsgiApiKeyMiddleware, auth=api_key_auth, route_of=route_of)
+        # Around the auth middleware: it sees the status (and principal) of every native request.
         fastapi_app.add_middleware(AsgiRequestLogMiddleware, is_native=is_native, route_of=route_of)
+        # Added last, so outermost: no body reaches anything, nor fills MLflow's bridge to Flask,
+        # before its size (and on native routes its depth) is checked; it logs its own refusals.
+        fastapi_app.add_middleware(AsgiBodyLimits, limits=body_limits, is_native=is_native)
         return fastapi_app
     return app

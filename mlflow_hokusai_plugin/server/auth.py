@@ -24,7 +24,8 @@ from flask import Flask, Response, g, request
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.api_keys import key_fingerprint, role_allows
 from mlflow_hokusai_plugin.db.api_keys import ApiKeyStore, KeyRecord
-from mlflow_hokusai_plugin.server.permissions import Access, required_access
+from mlflow_hokusai_plugin.server.permissions import READ, Rule, Target, rule_for
+from mlflow_hokusai_plugin.server.request_scope import UndeterminedTarget, current_rule, registry_target
 
 _logger = logging.getLogger("mlflow_hokusai_plugin.auth")
 REALM = 'Basic realm="hokusai", charset="UTF-8"'
@@ -71,19 +72,35 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 class ApiKeyAuth:
-    """The checks, shared by the Flask hook and the ASGI middleware."""
+    """The checks, shared by the Flask hook and the ASGI middleware.
 
-    def __init__(self, keys: ApiKeyStore, project_of: Callable[[str], str | None]) -> None:
+    ``project_of`` may answer from a short cache (reads); ``fresh_project_of`` reads the registry
+    now (writes: a model deleted and re-created in another project must not inherit the old one).
+    ``failures`` limits failed authentications per client address (set by the rate-limit setup).
+    """
+
+    def __init__(
+        self,
+        keys: ApiKeyStore,
+        project_of: Callable[[str], str | None],
+        fresh_project_of: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.keys = keys
         self.project_of = project_of
+        self.fresh_project_of = fresh_project_of or project_of
+        self.failures: Any = None
 
     def authenticate(
         self, headers: Any, method: str, path: str, remote: str | None
     ) -> tuple[Principal | None, str]:
-        """(principal, "") or (None, why not)."""
+        """(principal, "") or (None, why not: "missing", "invalid" or "locked:<retry seconds>")."""
         key = presented_key(headers)
         if not key:
             return None, "missing"
+        if self.failures is not None:
+            retry_after = self.failures.blocked(remote)
+            if retry_after is not None:
+                return None, f"locked:{retry_after}"
         record = self.keys.lookup(key)
         if record is None:
             _logger.warning(
@@ -93,32 +110,47 @@ class ApiKeyAuth:
                 method,
                 path,
             )
+            if self.failures is not None:
+                self.failures.record(remote)
             return None, "invalid"
         return Principal.of_key(record), ""
 
-    def scope_problem(self, principal: Principal, access: Access, body: dict | None, path: str) -> str | None:
-        """Why a project-scoped key may not do this, or None."""
-        if principal.project is None:
+    def scope_problem(self, principal: Principal, rule: Rule) -> str | None:
+        """Why a project-scoped key may not make the current Flask request, or None.
+
+        Raises UndeterminedTarget when the request's target cannot be read.
+        """
+        scope = principal.project
+        if scope is None or rule.target in (Target.SHARED, Target.VIEW, Target.MODEL_SEARCH):
             return None
-        if access.project is not None and access.project != principal.project:
-            return f"this key is scoped to project '{principal.project}', not '{access.project}'"
-        if access.model_name is None:
-            return None
-        project = self.project_of(access.model_name)
+        if rule.target == Target.UNSCOPED:
+            return f"this key is scoped to project '{scope}'; this route answers across projects"
+        target = registry_target(rule)
+        if target.declared_project is not None and target.declared_project != scope:
+            return f"this key is scoped to project '{scope}', not '{target.declared_project}'"
+        writes = rule.role != READ
+        project = (self.fresh_project_of if writes else self.project_of)(target.name)
         if project is not None:
-            return (
-                None
-                if project == principal.project
-                else f"model '{access.model_name}' is not in this key's project"
-            )
-        if access.role == "read":
+            return None if project == scope else f"model '{target.name}' is not in this key's project"
+        if not writes:
+            return None  # no such model, or one of no project: nothing of another project to read
+        if rule.target in (Target.MODEL_CREATE, Target.REGISTER) and target.declared_project == scope:
             return None
-        # A write to a model of no project: only creating one in the key's own project.
-        tags = (body or {}).get("tags") or []
-        declared = {t.get("key"): t.get("value") for t in tags if isinstance(t, dict)}
-        if path.endswith("registered-models/create") and declared.get(T.PROJECT) == principal.project:
-            return None
-        return f"this key may only write models tagged {T.PROJECT}={principal.project}"
+        return f"this key may only write models tagged {T.PROJECT}={scope}"
+
+
+def _refusal(failure: str) -> tuple[int, str, str, dict]:
+    """(status, error code, message, extra headers) of a failed authentication."""
+    if failure.startswith("locked:"):
+        retry_after = failure.split(":", 1)[1]
+        return (
+            429,
+            "REQUEST_LIMIT_EXCEEDED",
+            f"too many failed authentications from this address; retry in {retry_after} s",
+            {"Retry-After": retry_after},
+        )
+    message = "an API key is required" if failure == "missing" else "the API key is not valid"
+    return 401, "UNAUTHENTICATED", f"{message} (Authorization: Bearer <key>, or X-API-Key)", {}
 
 
 def install_api_key_auth(app: Flask, auth: ApiKeyAuth) -> None:
@@ -126,35 +158,36 @@ def install_api_key_auth(app: Flask, auth: ApiKeyAuth) -> None:
 
     @app.before_request
     def _check_api_key():
-        body = request.get_json(silent=True) if request.mimetype == "application/json" else None
-        access = required_access(request.method, request.path, request.args, body)
-        g.hokusai_access = access
+        rule = current_rule()
         g.hokusai_principal = None
-        if access.public:
+        if rule.public:
             return None
         principal, failure = auth.authenticate(
             request.headers, request.method, request.path, request.remote_addr
         )
         if principal is None:
-            message = "an API key is required" if failure == "missing" else "the API key is not valid"
-            return _error(401, "UNAUTHENTICATED", f"{message} (Authorization: Bearer <key>, or X-API-Key)")
+            status, code, message, headers = _refusal(failure)
+            response = _error(status, code, message)
+            response.headers.update(headers)
+            return response
         g.hokusai_principal = principal
         g.hokusai_actor = principal.name
-        if not role_allows(principal.role, access.role):
+        if not role_allows(principal.role, rule.role):
             _logger.warning(
                 "permission denied: %s (role %s) needs %s for %s %s",
                 principal.name,
                 principal.role,
-                access.role,
+                rule.role,
                 request.method,
                 request.path,
             )
             return _error(
-                403, "PERMISSION_DENIED", f"this key's role '{principal.role}' cannot {access.role} here"
+                403, "PERMISSION_DENIED", f"this key's role '{principal.role}' cannot {rule.role} here"
             )
-        problem = auth.scope_problem(
-            principal, access, body if isinstance(body, dict) else None, request.path
-        )
+        try:
+            problem = auth.scope_problem(principal, rule)
+        except UndeterminedTarget as exc:
+            return _error(400, "INVALID_PARAMETER_VALUE", f"{exc.field}: {exc.message}")
         if problem:
             _logger.warning(
                 "permission denied: %s on %s %s: %s", principal.name, request.method, request.path, problem
@@ -165,8 +198,10 @@ def install_api_key_auth(app: Flask, auth: ApiKeyAuth) -> None:
     @app.after_request
     def _filter_search_results(response: Response) -> Response:
         principal = getattr(g, "hokusai_principal", None)
-        access = getattr(g, "hokusai_access", None)
-        if principal is None or principal.project is None or access is None or not access.filter_results:
+        rule = getattr(g, "hokusai_rule", None)
+        if principal is None or principal.project is None or rule is None:
+            return response
+        if rule.target != Target.MODEL_SEARCH:
             return response
         if response.status_code != 200 or response.mimetype != "application/json":
             return response
@@ -190,28 +225,31 @@ def _without_other_projects(
 class AsgiApiKeyMiddleware:
     """Authenticates the routes FastAPI serves natively; Flask's routes are left to the Flask hook."""
 
-    def __init__(self, app: Any, auth: ApiKeyAuth, is_native: Callable[[dict], bool]) -> None:
+    def __init__(self, app: Any, auth: ApiKeyAuth, route_of: Callable[[dict], str | None]) -> None:
         self.app = app
         self.auth = auth
-        self.is_native = is_native
+        self.route_of = route_of
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.is_native(scope):
+        if scope["type"] != "http" or self.route_of(scope) is None:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         method, path = scope["method"], scope["path"]
-        access = required_access(method, path, {}, None)
-        if not access.public:
+        rule = rule_for(method, self.route_of(scope))
+        if not rule.public:
             client = scope.get("client") or (None,)
             principal, failure = self.auth.authenticate(_Headers(headers), method, path, client[0])
-            status, code, message = 0, "", ""
+            status, code, message, extra = 0, "", "", {}
             if principal is None:
-                status, code = 401, "UNAUTHENTICATED"
-                message = "an API key is required" if failure == "missing" else "the API key is not valid"
-            elif not role_allows(principal.role, access.role):
+                status, code, message, extra = _refusal(failure)
+            elif not role_allows(principal.role, rule.role):
                 status, code = 403, "PERMISSION_DENIED"
-                message = f"this key's role '{principal.role}' cannot {access.role} here"
+                message = f"this key's role '{principal.role}' cannot {rule.role} here"
+            elif principal.project is not None and rule.target != Target.SHARED:
+                # Native routes carry no registry target a scope could be checked against.
+                status, code = 403, "PERMISSION_DENIED"
+                message = f"this key is scoped to project '{principal.project}'; this route is not"
             if principal is not None:
                 # For the request log, which wraps this middleware and reads the scope afterwards.
                 scope.setdefault("state", {})["hokusai_principal"] = principal.name
@@ -223,6 +261,7 @@ class AsgiApiKeyMiddleware:
                 ]
                 if status == 401:
                     response_headers.append((b"www-authenticate", REALM.encode()))
+                response_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
                 await send({"type": "http.response.start", "status": status, "headers": response_headers})
                 await send({"type": "http.response.body", "body": body})
                 return
@@ -239,24 +278,45 @@ class _Headers:
         return self._headers.get(name.lower(), default)
 
 
+def native_routes(fastapi_app: Any) -> list[tuple[str, Any]]:
+    """(prefix, route) of every route FastAPI serves natively, not through the mounted Flask app.
+
+    FastAPI keeps included routers whole (with their prefix), so they are opened here: a route's
+    template is ``prefix + route.path``, e.g. ``/ajax-api/3.0/jobs/{job_id}``, which is what the
+    permissions table declares.
+    """
+    from starlette.routing import Mount
+
+    def leaves(routes: list, prefix: str = "") -> list[tuple[str, Any]]:
+        found = []
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                context = getattr(route, "include_context", None)
+                found += leaves(inner.routes, prefix + (getattr(context, "prefix", "") or ""))
+            elif not (isinstance(route, Mount) and route.path in ("", "/")):
+                found.append((prefix, route))
+        return found
+
+    return leaves(fastapi_app.router.routes)
+
+
 def native_route_of(fastapi_app: Any) -> Callable[[dict], str | None]:
     """The path template of the native FastAPI route (not the mounted Flask app) a request goes to."""
-    from starlette.routing import Match, Mount
+    from starlette.routing import Match
 
-    native = [
-        route
-        for route in fastapi_app.router.routes
-        if not (isinstance(route, Mount) and route.path in ("", "/"))
-    ]
+    native = native_routes(fastapi_app)
 
-    # Matching a path against every native router costs ~0.1 ms, paid on each request of
+    # Matching a path against every native route costs ~0.1 ms, paid on each request of
     # MLflow's own routes; the answer depends on the path and method only, so it is remembered.
     @functools.lru_cache(maxsize=4096)
     def matching(root_path: str, path: str, method: str) -> str | None:
-        scope = {"type": "http", "root_path": root_path, "path": path, "method": method}
-        for route in native:
+        for prefix, route in native:
+            if prefix and not path.startswith(prefix):
+                continue
+            scope = {"type": "http", "root_path": root_path, "path": path[len(prefix) :], "method": method}
             if route.matches(scope)[0] == Match.FULL:
-                return getattr(route, "path", None) or path
+                return prefix + (getattr(route, "path", None) or "")
         return None
 
     def route_of(scope: dict) -> str | None:

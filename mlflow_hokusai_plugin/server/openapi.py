@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from mlflow_hokusai_plugin import __version__
+from mlflow_hokusai_plugin.server import permissions as P
 from mlflow_hokusai_plugin.server import routes
 from mlflow_hokusai_plugin.server import schemas as S
 
@@ -54,6 +55,19 @@ class Operation:
     public: bool = False
     media_type: str = "application/json"
     request_example: dict | None = None
+    # Who may call it and how its project is found (permissions.Rule); public routes need neither.
+    role: str = P.READ
+    target: str = P.Target.VIEW
+    rate_class: str | None = None
+
+    @property
+    def access(self) -> P.Rule:
+        """The route's entry in the permissions table."""
+        return (
+            P.Rule(P.PUBLIC, P.Target.SHARED)
+            if self.public
+            else P.Rule(self.role, self.target, self.rate_class)
+        )
 
     @property
     def path(self) -> str:
@@ -157,6 +171,9 @@ OPERATIONS: tuple[Operation, ...] = (
             "pipeline_run_id": "pipeline-42",
             "description": "trained with the March data",
         },
+        role=P.WRITE,
+        target=P.Target.REGISTER,
+        rate_class="register",
     ),
     Operation(
         "get",
@@ -172,6 +189,7 @@ OPERATIONS: tuple[Operation, ...] = (
         path_params={
             "model_id": "<name>/<version> (the slash is part of the path) or a registered-model name.",
         },
+        target=P.Target.MODEL_ID_PATH,
     ),
     Operation(
         "get",
@@ -204,6 +222,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "attestations",
         {200: (S.AttestationListResponse, "The documents, oldest first."), 400: _BAD},
         query=S.ListAttestationsQuery,
+        target=P.Target.MODEL_ID_ARG,
     ),
     Operation(
         "post",
@@ -238,6 +257,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "Every API key (never the keys themselves: a prefix, name, role, project and times). Admin role.",
         "keys",
         {200: (S.ApiKeyListResponse, "The keys, oldest first.")},
+        role=P.ADMIN,
+        target=P.Target.SHARED,
     ),
     Operation(
         "post",
@@ -250,6 +271,8 @@ OPERATIONS: tuple[Operation, ...] = (
         {201: (S.CreateApiKeyResponse, "The new key and its record."), 400: _BAD},
         request=S.CreateApiKeyRequest,
         request_example={"name": "ci pipeline", "role": "write", "project": "churn"},
+        role=P.ADMIN,
+        target=P.Target.SHARED,
     ),
     Operation(
         "post",
@@ -260,6 +283,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "keys",
         {200: (S.ApiKeyRecordResponse, "The revoked key's record."), 404: _MISSING},
         path_params={"key_id": ("The key's id.", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1})},
+        role=P.ADMIN,
+        target=P.Target.SHARED,
     ),
     Operation(
         "get",

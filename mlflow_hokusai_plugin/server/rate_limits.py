@@ -1,16 +1,21 @@
 """Rate limits for every request the Flask app serves (flask-limiter).
 
-Three buckets per caller, each a flask-limiter limit string read from the environment at start:
+Three buckets per caller, each a flask-limiter limit string read from the environment at start;
+which bucket a request counts against is declared with its route (``permissions.py``):
 
 =============================  ===============  ==============================================
 variable                       default          requests counted
 =============================  ===============  ==============================================
-``HOKUSAI_RATELIMIT_READ``     ``1200/minute``  GET and HEAD
-``HOKUSAI_RATELIMIT_WRITE``    ``300/minute``   any other method except OPTIONS
-``HOKUSAI_RATELIMIT_REGISTER`` ``60/minute``    POST ``.../mlflow/model-versions/create`` and
-                                                POST ``.../hokusai/models/register``
-                                                (``/api`` and ``/ajax-api``)
+``HOKUSAI_RATELIMIT_READ``     ``1200/minute``  reads: GET and HEAD, and MLflow's search/get
+                                                POSTs
+``HOKUSAI_RATELIMIT_WRITE``    ``300/minute``   every other request except OPTIONS
+``HOKUSAI_RATELIMIT_REGISTER`` ``60/minute``    what may cause a signature: MLflow's
+                                                model-version create, a ``hokusai.*`` tag set on
+                                                a version, ``hokusai/models/register``
 =============================  ===============  ==============================================
+
+Failed authentications have a bucket of their own, per client address:
+``HOKUSAI_RATELIMIT_AUTH_FAILURES`` (default ``30/minute``, see :class:`AuthFailureLimit`).
 
 A string may hold several limits (``"1200/minute;20000/hour"``). ``HOKUSAI_RATELIMIT_ENABLED=0``
 switches rate limiting off. ``/health``, the Hokusai ``health/live`` and ``health/ready`` routes,
@@ -57,7 +62,6 @@ import functools
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,6 +76,7 @@ from limits.errors import ConfigurationError
 from mlflow_hokusai_plugin.server import routes
 from mlflow_hokusai_plugin.server.config import ConfigError
 from mlflow_hokusai_plugin.server.errors import error_response
+from mlflow_hokusai_plugin.server.request_scope import rate_bucket
 
 _logger = logging.getLogger(__name__)
 
@@ -82,6 +87,9 @@ ENV_LIMITS = {
     "write": ("HOKUSAI_RATELIMIT_WRITE", "300/minute"),
     "register": ("HOKUSAI_RATELIMIT_REGISTER", "60/minute"),
 }
+# Failed authentications per client address: a guesser's budget, far above a mistyped key's.
+ENV_AUTH_FAILURES = "HOKUSAI_RATELIMIT_AUTH_FAILURES"
+DEFAULT_AUTH_FAILURES = "30/minute"
 STRATEGY = "moving-window"
 KEY_PREFIX = "hokusai"
 ERROR_CODE = "REQUEST_LIMIT_EXCEEDED"
@@ -94,10 +102,6 @@ _MEMORY_SCHEMES = ("memory",)
 # Seconds: a Redis that does not answer must not hold a request (or readiness) for long.
 _REDIS_TIMEOUT_S = 1.0
 
-# The registrations: MLflow's model-version create and the Hokusai register route, both prefixes.
-_REGISTER_PATH = re.compile(
-    r"/(?:ajax-)?api/2\.0/(?:mlflow/model-versions/create|hokusai/models/register)/?$"
-)
 # MLflow's UI and health endpoints (the same under any --static-prefix).
 _EXEMPT_ENDPOINTS = frozenset({"health", "serve", "serve_static_file", "static"})
 _READ_METHODS = frozenset({"GET", "HEAD"})
@@ -198,12 +202,9 @@ def request_class() -> str | None:
     """``read``, ``write``, ``register``, or None for a request that is never limited."""
     if _is_exempt():
         return None
-    method = request.method.upper()
-    if method in _READ_METHODS:
+    if request.method.upper() in _READ_METHODS:
         return "read"
-    if method == "POST" and _REGISTER_PATH.search(request.path):
-        return "register"
-    return "write"
+    return rate_bucket()
 
 
 @functools.cache
@@ -370,6 +371,57 @@ def _headers_writer(limiter: Limiter):
         return response
 
     return write_headers
+
+
+# -- failed authentications -----------------------------------------------------------------------
+
+
+class AuthFailureLimit:
+    """Failed authentications per client address (``HOKUSAI_RATELIMIT_AUTH_FAILURES``).
+
+    Once an address has failed that many times in the window, every authentication from it is
+    answered 429 until the window frees a slot, a valid key included: otherwise the answer would
+    tell a guesser which key is right. Counted in the limiter's storage (shared through Redis);
+    if that storage fails, in this worker's memory, as the other limits fall back.
+    """
+
+    def __init__(self, limit: RateLimitItem, storage: Any) -> None:
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+
+        self.limit = limit
+        self._shared = MovingWindowRateLimiter(storage)
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+
+    @classmethod
+    def from_limiter(
+        cls, limiter: HokusaiLimiter, environ: Mapping[str, str] | None = None
+    ) -> AuthFailureLimit | None:
+        """The failure limit beside ``limiter``'s, or None when rate limits are off."""
+        if not limiter.enabled:
+            return None
+        env = os.environ if environ is None else environ
+        value = env.get(ENV_AUTH_FAILURES, "").strip() or DEFAULT_AUTH_FAILURES
+        return cls(_parse_limit(ENV_AUTH_FAILURES, value)[0], limiter.storage)
+
+    def _call(self, operation: str, address: str) -> Any:
+        identity = ("auth-failures", address or "unknown")
+        try:
+            return getattr(self._shared, operation)(self.limit, *identity)
+        except Exception:  # noqa: BLE001 - storage down: count in this worker instead
+            _logger.warning("failed-authentication counter: storage unavailable, counting in memory")
+            return getattr(self._memory, operation)(self.limit, *identity)
+
+    def blocked(self, address: str | None) -> int | None:
+        """Seconds to wait when ``address`` is over the limit, else None."""
+        if self._call("test", address or ""):
+            return None
+        reset, _ = self._call("get_window_stats", address or "")
+        return max(1, math.ceil(reset - time.time()))
+
+    def record(self, address: str | None) -> None:
+        """Count one failed authentication from ``address``."""
+        self._call("hit", address or "")
 
 
 # -- readiness ------------------------------------------------------------------------------------

@@ -305,29 +305,64 @@ def test_the_key_is_the_principal_when_authenticated_else_the_address(monkeypatc
         assert rate_limit_key() == "ip:10.1.2.3"
 
 
+@pytest.fixture(scope="module")
+def routed_app():
+    """MLflow's Flask app with the Hokusai blueprints: requests are matched to their real rules."""
+    from mlflow.server import app
+
+    from mlflow_hokusai_plugin.server import api_views, views
+
+    for blueprint in (views.blueprint, api_views.blueprint):
+        if blueprint.name not in app.blueprints:
+            app.register_blueprint(blueprint)
+    return app
+
+
 @pytest.mark.parametrize(
-    ("method", "path", "expected"),
+    ("method", "path", "body", "expected"),
     [
-        ("GET", "/api/2.0/mlflow/experiments/search", "read"),
-        ("HEAD", "/api/2.0/mlflow/runs/get", "read"),
-        ("GET", "/api/2.0/hokusai/attestations", "read"),
-        ("POST", "/api/2.0/mlflow/runs/search", "write"),
-        ("DELETE", "/api/2.0/mlflow/model-versions/delete", "write"),
-        ("PATCH", "/ajax-api/2.0/mlflow/model-versions/update", "write"),
-        ("POST", "/api/2.0/mlflow/registered-models/create", "write"),
-        ("POST", "/api/2.0/mlflow/model-versions/create", "register"),
-        ("POST", "/ajax-api/2.0/mlflow/model-versions/create", "register"),
-        ("POST", "/api/2.0/hokusai/models/register", "register"),
-        ("POST", "/ajax-api/2.0/hokusai/models/register", "register"),
-        ("GET", "/api/2.0/mlflow/model-versions/create", "read"),
-        ("OPTIONS", "/api/2.0/mlflow/model-versions/create", None),
-        ("GET", "/health", None),
-        ("GET", "/api/2.0/hokusai/health/live", None),
-        ("GET", "/ajax-api/2.0/hokusai/health/ready", None),
+        ("GET", "/api/2.0/mlflow/experiments/search", None, "read"),
+        ("HEAD", "/api/2.0/mlflow/runs/get", None, "read"),
+        ("GET", "/api/2.0/hokusai/attestations", None, "read"),
+        # Declared reads, whatever their method.
+        ("POST", "/api/2.0/mlflow/runs/search", {}, "read"),
+        ("DELETE", "/api/2.0/mlflow/model-versions/delete", {}, "write"),
+        ("PATCH", "/ajax-api/2.0/mlflow/model-versions/update", {}, "write"),
+        ("POST", "/api/2.0/mlflow/registered-models/create", {}, "write"),
+        ("POST", "/api/2.0/mlflow/model-versions/create", {}, "register"),
+        ("POST", "/ajax-api/2.0/mlflow/model-versions/create", {}, "register"),
+        ("POST", "/api/2.0/hokusai/models/register", {}, "register"),
+        ("POST", "/ajax-api/2.0/hokusai/models/register", {}, "register"),
+        # A Hokusai tag on a version may attest it: a registration; another tag is a write.
+        (
+            "POST",
+            "/api/2.0/mlflow/model-versions/set-tag",
+            {"name": "m", "version": "1", "key": "hokusai.baseline", "value": "m/1"},
+            "register",
+        ),
+        (
+            "POST",
+            "/api/2.0/mlflow/model-versions/set-tag",
+            {"name": "m", "version": "1", "key": "Hokusai.Baseline ", "value": "m/1"},
+            "register",
+        ),
+        (
+            "POST",
+            "/api/2.0/mlflow/model-versions/set-tag",
+            {"name": "m", "version": "1", "key": "team", "value": "ml"},
+            "write",
+        ),
+        # No route: its method's class.
+        ("GET", "/api/2.0/mlflow/model-versions/create", None, "read"),
+        ("POST", "/api/2.0/mlflow/no-such-route", {}, "write"),
+        ("OPTIONS", "/api/2.0/mlflow/model-versions/create", None, None),
+        ("GET", "/health", None, None),
+        ("GET", "/api/2.0/hokusai/health/live", None, None),
+        ("GET", "/ajax-api/2.0/hokusai/health/ready", None, None),
     ],
 )
-def test_request_classes(method, path, expected):
-    with Flask("classes").test_request_context(path, method=method):
+def test_request_classes(routed_app, method, path, body, expected):
+    with routed_app.test_request_context(path, method=method, json=body):
         assert request_class() == expected
 
 

@@ -1,0 +1,102 @@
+"""The Hokusai routes under ``HOKUSAI_AUTH=basic``: MLflow's users and permissions decide, on a real
+2-worker server on PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import pytest
+
+from tests.security.attack import send, worker_pids
+
+
+def basic(username: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+
+
+@pytest.fixture(scope="module")
+def basic_server(hokusai_servers, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("basic-auth")
+    config = folder / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{folder / 'basic_auth.db'}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    password = "adm1n-" + uuid.uuid4().hex
+    server = hokusai_servers.start(
+        "postgresql",
+        workers=2,
+        env={
+            "HOKUSAI_AUTH": "basic",
+            "HOKUSAI_DEV_MODE": "",
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
+        },
+    )
+    admin = basic("admin", password)
+    user_password = "us3r-" + uuid.uuid4().hex
+    created = send(
+        server.url,
+        "POST",
+        "/api/2.0/mlflow/users/create",
+        {"username": "reader", "password": user_password},
+        headers=admin,
+    )
+    assert created.status == 200, created
+    name = f"basic-{uuid.uuid4().hex[:6]}"
+    made = send(
+        server.url,
+        "POST",
+        "/api/2.0/mlflow/registered-models/create",
+        {"name": name, "tags": [{"key": "hokusai.project", "value": "basic"}]},
+        headers=admin,
+    )
+    assert made.status == 200, made
+    pids = worker_pids(server)
+    yield server, admin, basic("reader", user_password), name
+    assert worker_pids(server) == pids
+
+
+def test_admin_routes_need_an_mlflow_admin(basic_server):
+    server, admin, reader, _ = basic_server
+    answer = send(server.url, "POST", "/api/2.0/hokusai/keys", {"name": "x", "role": "admin"}, headers=reader)
+    assert answer.status == 403, answer
+    assert answer.error()[0] == "PERMISSION_DENIED"
+    assert send(server.url, "GET", "/api/2.0/hokusai/keys", headers=reader).status == 403
+    assert send(server.url, "GET", "/api/2.0/hokusai/keys", headers=admin).status == 200
+
+
+def test_registering_into_a_model_needs_edit_permission_on_it(basic_server):
+    server, _, reader, name = basic_server
+    body = {
+        "name": name,
+        "model_uri": "runs:/0123456789abcdef0123456789abcdef/model",
+        "project": "basic",
+        "model_type": "classification",
+        "baseline": None,
+        "benchmark_metric": "accuracy",
+    }
+    for content_type in ("application/json", "text/plain"):
+        answer = send(
+            server.url,
+            "POST",
+            "/api/2.0/hokusai/models/register",
+            body,
+            headers=reader,
+            content_type=content_type,
+        )
+        assert answer.status == 403, answer
+        assert "EDIT" in answer.error()[1]
+
+
+def test_reading_a_models_lineage_needs_read_permission(basic_server):
+    server, _, reader, name = basic_server
+    # default_permission READ: the reader may read the model's (empty) lineage and attestations.
+    assert send(server.url, "GET", f"/api/2.0/hokusai/models/{name}/lineage", headers=reader).status == 200
+    listed = send(server.url, "GET", f"/api/2.0/hokusai/attestations?model_id={name}/1", headers=reader)
+    assert listed.status == 200
+    assert send(server.url, "GET", f"/api/2.0/hokusai/models/{name}/lineage").status == 401

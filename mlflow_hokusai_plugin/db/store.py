@@ -3,6 +3,13 @@
 Writes of one improvement happen in one transaction and are idempotent: a second writer of the
 same facts (a concurrent request, the reconciler) hits a unique constraint, rolls back, and gets
 the facts that won.
+
+The lineage is a forest: each version has at most one parent (the unique child column) and no
+version descends from itself. The writers keep it so under any concurrency: the transaction that
+inserts an edge holds the lineage lock (PostgreSQL: one transaction-scoped advisory lock; SQLite:
+the database write lock, which its first insert takes) while it checks, after its insert, that
+the new edge's parent does not descend from its child. Every walk of the lineage also stops on a
+cycle and at :data:`MAX_LINEAGE_DEPTH` hops, so a table edited by hand cannot hang a worker.
 """
 
 from __future__ import annotations
@@ -17,10 +24,20 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
+from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.canonical import canonical_json
+from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.core.lineage import MAX_LINEAGE_DEPTH
 from mlflow_hokusai_plugin.db.models import Attestation, Contribution, ContributorTotal, LineageEdge
 from mlflow_hokusai_plugin.db.urls import database_url
+
+# The key of the PostgreSQL advisory lock every lineage-edge write takes ("hklineag" in ASCII; not
+# the migrations' key). One lock for all edge writes, not one per lineage: two edges can close a
+# cycle only together, from any two places in the graph, and a per-tree key cannot be known before
+# the walk it is meant to protect. Edge writes are short (the signing and the artifact digests are
+# done before the transaction) and rare next to reads, which take no lock.
+LINEAGE_LOCK_KEY = int.from_bytes(b"hklineag", "big")
 
 
 def make_engine(store_uri: str) -> Engine:
@@ -92,11 +109,14 @@ class HokusaiStore:
         """Store the edge, the attestation and the contributions of one improvement, atomically.
 
         Returns the attestation document that is stored: ``document`` itself, or the one a
-        concurrent writer stored first for the same (version, baseline).
+        concurrent writer stored first for the same (version, baseline). Raises ValidationError
+        (``hokusai.baseline``), with nothing written, if the edge would close a lineage cycle or
+        make a chain deeper than MAX_LINEAGE_DEPTH.
         """
         created_at = now_ms()
         try:
             with self.sessions.begin() as session:
+                _lock_lineage(session)
                 session.add(
                     Attestation(
                         id=document["id"],
@@ -110,6 +130,8 @@ class HokusaiStore:
                 )
                 session.flush()
                 session.add(LineageEdge(**edge, attestation_id=document["id"], created_at=created_at))
+                session.flush()  # a duplicate fails here, before the cycle check
+                _refuse_a_cycle(session, edge["child_model_id"], edge["parent_model_id"])
                 session.add_all(
                     Contribution(**entry, attestation_id=document["id"], created_at=created_at)
                     for entry in contributions
@@ -124,11 +146,15 @@ class HokusaiStore:
 
     def record_unattested_improvement(self, edge: dict, contributions: Sequence[dict]) -> bool:
         """Store the edge and contributions of an improvement that has no attestation (a migrated
-        one), atomically; False when the version already has an edge (nothing is written)."""
+        one), atomically; False when the version already has an edge (nothing is written).
+        ValidationError as :meth:`record_improvement` for a cycle or a chain too deep."""
         created_at = now_ms()
         try:
             with self.sessions.begin() as session:
+                _lock_lineage(session)
                 session.add(LineageEdge(**edge, attestation_id=None, created_at=created_at))
+                session.flush()
+                _refuse_a_cycle(session, edge["child_model_id"], edge["parent_model_id"])
                 session.add_all(
                     Contribution(**entry, attestation_id=None, created_at=created_at)
                     for entry in contributions
@@ -176,21 +202,46 @@ class HokusaiStore:
 
         One recursive SQL query per direction (PostgreSQL and SQLite both speak WITH RECURSIVE).
         ``model_id`` may be ``name/version`` or a bare registered-model name (every version of it).
+        Walks at most ``max_depth`` hops, and never more than MAX_LINEAGE_DEPTH: ``truncated`` is
+        True when the lineage goes on past that bound (not past a smaller ``max_depth`` asked
+        for). A cycle (only a hand-edited table can hold one) ends the walk where it closes.
         """
-        depth_limit = max_depth if max_depth is not None else 1_000_000
+        cap = MAX_LINEAGE_DEPTH if max_depth is None else min(max_depth, MAX_LINEAGE_DEPTH)
+        # At the hard bound, one hop more tells a lineage cut there from one that ends there.
+        limit = cap + 1 if cap == MAX_LINEAGE_DEPTH else cap
         starts = self._start_nodes(model_id)
         edges: dict[str, dict] = {}
+        truncated = False
         with self.sessions() as session:
+            steps = _steps(session)
             if direction in ("both", "upstream"):
-                for row in session.execute(_UPSTREAM, {"starts": starts, "limit": depth_limit}).mappings():
+                for row in session.execute(_UPSTREAM[steps], {"starts": starts, "limit": limit}).mappings():
+                    if row["depth"] > cap:
+                        truncated = True
+                        continue
                     edges[row["child_model_id"]] = {**_row_dict(row), "depth": -row["depth"]}
             if direction in ("both", "downstream"):
-                for row in session.execute(_DOWNSTREAM, {"starts": starts, "limit": depth_limit}).mappings():
+                for row in session.execute(_DOWNSTREAM[steps], {"starts": starts, "limit": limit}).mappings():
+                    if row["depth"] > cap:
+                        truncated = True
+                        continue
                     edges.setdefault(row["child_model_id"], {**_row_dict(row), "depth": row["depth"]})
         return {
             "start": starts,
             "edges": sorted(edges.values(), key=lambda e: (e["depth"], e["child_model_id"])),
+            "truncated": truncated,
         }
+
+    def is_ancestor(self, candidate: str, model_id: str) -> bool:
+        """Whether ``candidate`` is ``model_id`` or one of its baselines up to the root: an edge
+        from ``candidate`` to ``model_id`` would close a cycle. One bounded walk up; False when
+        the chain above ``model_id`` is deeper than MAX_LINEAGE_DEPTH and ``candidate`` was not
+        met (the write refuses such a chain anyway)."""
+        if candidate == model_id:
+            return True
+        with self.sessions() as session:
+            found, _ = _ancestry(session, candidate, model_id)
+        return found
 
     def contributor_impact(
         self,
@@ -322,25 +373,64 @@ _EDGE_COLUMNS = (
 _E_EDGE_COLUMNS = ", ".join("e." + c.strip() for c in _EDGE_COLUMNS.split(","))
 
 
-def _recursive(direction: str):
-    """Walk parent links up to the root, or child links down to the leaves.
+# The two walks, as the body of ``WITH RECURSIVE walk(...) AS (...)``. Each row is a version
+# reached (``node``) and its distance from the start (``depth``), so a cycle would repeat rows
+# with ever larger depths: a UNION (set semantics) alone would not end it. Three guards end it,
+# each O(1) per row, so a chain costs O(depth), not the O(depth^2) of an array of the path
+# checked at every hop (what PostgreSQL's CYCLE clause does):
+#
+# - ``depth < :limit``: never more than MAX_LINEAGE_DEPTH hops, whatever the table holds;
+# - a start is never walked through again (``NOT IN :starts``). Downstream this alone ends every
+#   cycle: a version has one parent, so the only cycle a walk down can meet runs through its
+#   start. It also keeps the walk of a bare name (every version of a model) linear;
+# - upstream, where the walk can climb from its start into a cycle above it, the row carries a
+#   ``mark``: the version it passed at the last power-of-two depth (Brent's cycle detection). A
+#   row whose node is its mark has gone round a cycle and is not walked on; a cycle of length L
+#   entered after T hops is noticed within about 2 * (T + L) hops.
+#
+# Each hop is one index lookup. On PostgreSQL the next edges are read in a LATERAL subquery that
+# OFFSET 0 keeps from being flattened into a join: on a table not yet analyzed (just restored
+# from a backup, or filled by hand) the planner otherwise hashes the whole table at every hop,
+# O(depth * edges): two minutes instead of 0.3 s for a 20,000-deep chain. SQLite has no LATERAL,
+# and its nested loops already use the index.
+_UP_WALK = """
+    SELECT child_model_id, 1, child_model_id
+    FROM hokusai_lineage_edges WHERE child_model_id IN :starts
+    UNION
+    SELECT e.parent_model_id, walk.depth + 1,
+        CASE WHEN (walk.depth & (walk.depth - 1)) = 0 THEN walk.node ELSE walk.mark END
+    FROM {up_step}
+    WHERE walk.depth < :limit AND (walk.depth = 1 OR walk.node <> walk.mark)
+        AND e.parent_model_id NOT IN :starts
+"""
+_DOWN_WALK = """
+    SELECT child_model_id, 1
+    FROM hokusai_lineage_edges WHERE parent_model_id IN :starts
+    UNION
+    SELECT e.child_model_id, walk.depth + 1
+    FROM {down_step}
+    WHERE walk.depth < :limit AND walk.node NOT IN :starts
+"""
+_STEPS = {
+    "join": {
+        "up_step": "hokusai_lineage_edges e JOIN walk ON e.child_model_id = walk.node",
+        "down_step": "hokusai_lineage_edges e JOIN walk ON e.parent_model_id = walk.node",
+    },
+    "lateral": {
+        "up_step": "walk CROSS JOIN LATERAL (SELECT parent_model_id FROM hokusai_lineage_edges"
+        " WHERE child_model_id = walk.node OFFSET 0) e",
+        "down_step": "walk CROSS JOIN LATERAL (SELECT child_model_id FROM hokusai_lineage_edges"
+        " WHERE parent_model_id = walk.node OFFSET 0) e",
+    },
+}
 
-    UNION (not UNION ALL) makes a cycle terminate; ``:limit`` bounds the depth.
-    """
-    if direction == "up":
-        seed = "SELECT child_model_id, 1 FROM hokusai_lineage_edges WHERE child_model_id IN :starts"
-        step = (
-            "SELECT e.parent_model_id, walk.depth + 1 FROM hokusai_lineage_edges e "
-            "JOIN walk ON e.child_model_id = walk.node WHERE walk.depth < :limit"
-        )
-    else:
-        seed = "SELECT child_model_id, 1 FROM hokusai_lineage_edges WHERE parent_model_id IN :starts"
-        step = (
-            "SELECT e.child_model_id, walk.depth + 1 FROM hokusai_lineage_edges e "
-            "JOIN walk ON e.parent_model_id = walk.node WHERE walk.depth < :limit"
-        )
+
+def _recursive(direction: str, steps: str):
+    """Walk parent links up to the root, or child links down to the leaves: every edge reached,
+    once, at its smallest depth. See _UP_WALK and _DOWN_WALK for why it always ends."""
+    columns, walk = ("node, depth, mark", _UP_WALK) if direction == "up" else ("node, depth", _DOWN_WALK)
     sql = f"""
-        WITH RECURSIVE walk(node, depth) AS ({seed} UNION {step})
+        WITH RECURSIVE walk({columns}) AS ({walk.format(**_STEPS[steps])})
         SELECT {_E_EDGE_COLUMNS}, MIN(walk.depth) AS depth
         FROM walk JOIN hokusai_lineage_edges e ON e.child_model_id = walk.node
         GROUP BY {_E_EDGE_COLUMNS}
@@ -348,8 +438,62 @@ def _recursive(direction: str):
     return text(sql).bindparams(bindparam("starts", expanding=True))
 
 
-_UPSTREAM = _recursive("up")
-_DOWNSTREAM = _recursive("down")
+def _ancestry_query(steps: str):
+    """Whether :candidate is met walking up from :starts (its baselines to the root), and how deep
+    the walk went: the cycle check of an edge :candidate -> start."""
+    sql = f"""
+        WITH RECURSIVE walk(node, depth, mark) AS ({_UP_WALK.format(**_STEPS[steps])})
+        SELECT COALESCE(MAX(CASE WHEN node = :candidate THEN 1 ELSE 0 END), 0), COALESCE(MAX(depth), 0)
+        FROM walk
+    """
+    return text(sql).bindparams(bindparam("starts", expanding=True))
+
+
+# Per dialect: "lateral" on PostgreSQL, "join" elsewhere (SQLite).
+_UPSTREAM = {steps: _recursive("up", steps) for steps in _STEPS}
+_DOWNSTREAM = {steps: _recursive("down", steps) for steps in _STEPS}
+_ANCESTRY = {steps: _ancestry_query(steps) for steps in _STEPS}
+
+
+def _steps(session: Any) -> str:
+    return "lateral" if session.get_bind().dialect.name == "postgresql" else "join"
+
+
+def _ancestry(session: Any, candidate: str, start: str) -> tuple[bool, int]:
+    """(``candidate`` is among the versions walking up from ``start``, the walk's depth)."""
+    found, depth = session.execute(
+        _ANCESTRY[_steps(session)],
+        {"starts": [start], "candidate": candidate, "limit": MAX_LINEAGE_DEPTH + 1},
+    ).one()
+    return bool(found), int(depth)
+
+
+def _lock_lineage(session: Any) -> None:
+    """Take the lineage lock for the rest of the transaction: edge writes are serialised, so the
+    cycle check of one sees every edge committed before it, and no other is committed meanwhile.
+
+    PostgreSQL: the transaction-scoped advisory lock (released by commit or rollback). SQLite
+    serialises writers itself: the transaction's first insert takes the database write lock and
+    keeps it to the end, and the check comes after that insert.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LINEAGE_LOCK_KEY})
+
+
+def _refuse_a_cycle(session: Any, child: str, parent: str) -> None:
+    """Raise ValidationError (the transaction then rolls back) if the edge ``child -> parent``,
+    just inserted under the lineage lock, closes a cycle or makes a chain deeper than the bound."""
+    if child == parent:
+        raise ValidationError(T.BASELINE, f"{child} cannot be its own baseline: a cycle")
+    found, depth = _ancestry(session, child, parent)
+    if found:
+        raise ValidationError(T.BASELINE, f"{parent} descends from {child}: a cycle")
+    if depth > MAX_LINEAGE_DEPTH:  # the walk reached its last hop: the chain would be longer
+        raise ValidationError(
+            T.BASELINE,
+            f"{parent} is at least {depth - 1} improvements from its root; a lineage chain holds "
+            f"at most {MAX_LINEAGE_DEPTH}",
+        )
 
 
 def _row_dict(row: Any) -> dict:

@@ -88,7 +88,7 @@ def model_lineage(model_id: str):
     if not _model_exists(model_id):
         return not_found(f"model '{model_id}' does not exist")
     graph = _state().hokusai_store().lineage(model_id, direction=direction, max_depth=max_depth)
-    return jsonify(lineage_graph(model_id, direction, graph["edges"]))
+    return jsonify(lineage_graph(model_id, direction, graph["edges"], truncated=graph["truncated"]))
 
 
 @_route(routes.CONTRIBUTOR_IMPACT, methods=["GET"])

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mlflow.entities.model_registry import ModelVersionTag
+from sqlalchemy import select
 
 from mlflow_hokusai_plugin import __version__, prometheus_metrics
 from mlflow_hokusai_plugin.artifact_digest import artifact_uri_digest
+from mlflow_hokusai_plugin.core import storage_bounds as bounds
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.attestation import document_predicate
+from mlflow_hokusai_plugin.core.contributors import attribute
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import AttestedImprovement, OnchainTarget, attest_improvement
-from mlflow_hokusai_plugin.core.metrics import compute_improvement
+from mlflow_hokusai_plugin.core.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, compute_improvement
+from mlflow_hokusai_plugin.db.models import ContributorTotal
 from mlflow_hokusai_plugin.db.store import HokusaiStore, contribution_records, edge_record
 from mlflow_hokusai_plugin.services.mlflow_facts import RunFacts, run_facts
 
@@ -68,6 +73,26 @@ class Prepared:
     baseline: Any  # the baseline's ModelVersion
     baseline_facts: RunFacts
     candidate_facts: RunFacts
+
+
+# MLflow cannot store an infinite metric: it logs +/-inf as +/-1.7976931348623157e308 (the largest
+# float; mlflow/store/tracking/sqlalchemy_store.py, sanitize_metric_value), which reads back as a
+# finite number.
+MLFLOW_INFINITY = sys.float_info.max
+
+
+def _refuse_infinite_metrics(facts: RunFacts, side: str, benchmark_metric: str) -> None:
+    """Refuse the metrics the improvement compares that MLflow stored as infinite (see above)."""
+    for name, value in facts.metrics.items():
+        compared = name == benchmark_metric or name in HIGHER_IS_BETTER or name in LOWER_IS_BETTER
+        if compared and isinstance(value, float) and abs(value) == MLFLOW_INFINITY:
+            field = T.BENCHMARK_METRIC if name == benchmark_metric else f"metrics.{name}"
+            raise ValidationError(
+                field,
+                f"the {side} source run {facts.run_id} logged metric '{name}' as "
+                f"{'-' if value < 0 else ''}infinity (MLflow stores it as {value!r}); "
+                "an improvement needs finite metrics",
+            )
 
 
 def utc_iso(epoch_ms: int | None = None) -> str:
@@ -128,9 +153,48 @@ class Registrar:
                 f"measured on benchmark data {candidate_facts.dataset_digest}, but the baseline "
                 f"{parsed['baseline']} on {baseline_facts.dataset_digest}",
             )
-        # Computing it now refuses NaN, infinities and metrics with no known direction up front.
-        compute_improvement(baseline_facts.metrics, candidate_facts.metrics, metric)
+        for side, facts in (("baseline", baseline_facts), ("candidate", candidate_facts)):
+            _refuse_infinite_metrics(facts, side, metric)
+        # Computing it now refuses NaN, metrics with no known direction and scores or a DeltaOne
+        # too large to store, up front: complete() stores exactly this.
+        try:
+            improvement = compute_improvement(baseline_facts.metrics, candidate_facts.metrics, metric)
+        except ValidationError as exc:
+            side, facts = ("baseline", baseline_facts)
+            if not exc.field.startswith("baseline_metrics."):
+                side, facts = ("candidate", candidate_facts)
+            raise ValidationError(
+                exc.field, f"{exc.message} (the {side} source run {facts.run_id})"
+            ) from None
+        if child_model_id is not None and len(child_model_id) > bounds.MODEL_ID_LENGTH:
+            raise ValidationError("name", bounds.length_problem(child_model_id, bounds.MODEL_ID_LENGTH))
+        self._refuse_overflowing_totals(
+            parsed["project"], attribute(improvement["delta_one_bps"], parsed["contributors"])
+        )
         return Prepared(parsed, baseline, baseline_facts, candidate_facts)
+
+    def _refuse_overflowing_totals(self, project: str, attributed: list[dict]) -> None:
+        """The contributor totals this improvement adds to must stay within their 64-bit columns.
+
+        A read outside the recording transaction: two registrations at once may both pass it, and
+        the second then fails to record and stays pending, until the reconciler's own validation
+        of it (``complete`` validates again) refuses it here and marks it failed.
+        """
+        shares = {entry["address"]: entry["attributed_bps"] for entry in attributed}
+        with self.store.sessions() as session:
+            rows = session.execute(
+                select(ContributorTotal.address, ContributorTotal.attributed_bps).where(
+                    ContributorTotal.project == project, ContributorTotal.address.in_(list(shares))
+                )
+            ).all()
+        for address, total in rows:
+            if total + shares[address] > bounds.SCORE_BPS_MAX:
+                index = list(shares).index(address)
+                raise ValidationError(
+                    f"{T.CONTRIBUTORS}[{index}]",
+                    f"{address} already has {total} bps attributed in project '{project}'; adding "
+                    f"{shares[address]} more would overflow the 64-bit total the registry keeps",
+                )
 
     # -- after MLflow has written -------------------------------------------------------------
 
@@ -190,22 +254,39 @@ class Registrar:
         return document
 
     def reconcile(self) -> list[dict]:
-        """Complete every version left pending (a crash between MLflow's write and ours)."""
+        """Complete every version left pending (a crash between MLflow's write and ours).
+
+        One version never stops the others, and none is retried forever for its input: a version
+        that can never be signed (its run deleted, a tag edited or removed, a value the store
+        cannot hold) is marked ``failed`` and reported with the reason; only one that the
+        infrastructure failed (artifact store, database) stays ``pending`` for the next pass.
+        """
         results = []
         for name, version in self.registry.pending_versions():
+            model_id = T.format_model_id(name, version)
             try:
                 document = self.complete(name, version)
-                results.append(
-                    {"model_id": f"{name}/{version}", "status": "signed", "attestation_id": document["id"]}
-                )
+                if document is None:
+                    raise ValidationError(
+                        T.BASELINE, "was removed while the version was pending: nothing to attest"
+                    )
+                results.append({"model_id": model_id, "status": "signed", "attestation_id": document["id"]})
+                continue
             except ValidationError as exc:
-                # The facts changed under it (a run deleted, a tag edited): it can never be signed.
-                self.registry.set_tag(name, version, T.ATTESTATION_STATUS, T.STATUS_FAILED)
-                prometheus_metrics.attestation_failed()
-                results.append({"model_id": f"{name}/{version}", "status": "failed", "error": str(exc)})
+                error = exc
             except Exception as exc:  # noqa: BLE001 - one bad version must not stop the others
-                _logger.exception("reconcile of %s/%s failed; it stays pending", name, version)
-                results.append({"model_id": f"{name}/{version}", "status": "pending", "error": str(exc)})
+                _logger.exception("reconcile of %s failed; it stays pending", model_id)
+                results.append({"model_id": model_id, "status": "pending", "error": str(exc)})
+                continue
+            try:
+                self.registry.set_tag(name, version, T.ATTESTATION_STATUS, T.STATUS_FAILED)
+            except Exception as exc:  # noqa: BLE001 - e.g. the version deleted meanwhile
+                _logger.exception("reconcile could not mark %s failed; it stays pending", model_id)
+                results.append({"model_id": model_id, "status": "pending", "error": f"{error}; then: {exc}"})
+                continue
+            _logger.warning("reconcile: %s can never be attested, marked failed: %s", model_id, error)
+            prometheus_metrics.attestation_failed()
+            results.append({"model_id": model_id, "status": "failed", "error": str(error)})
         return results
 
     # -- internals ----------------------------------------------------------------------------
@@ -316,5 +397,11 @@ class Registrar:
             raise
 
     def _is_ancestor(self, candidate: str, start: str) -> bool:
-        upstream = self.store.lineage(start, direction="upstream")["edges"]
-        return candidate == start or any(edge["parent_model_id"] == candidate for edge in upstream)
+        """Whether ``candidate`` is ``start`` or above it: the early, friendly refusal of a cycle.
+
+        It reads the lineage outside any lock, so two concurrent requests can both pass it; the
+        guarantee is the check the store repeats under the lineage lock in the transaction that
+        inserts the edge (``HokusaiStore.record_improvement``), whose ValidationError the callers
+        of :meth:`complete` treat like any other (the version is marked ``failed``).
+        """
+        return self.store.is_ancestor(candidate, start)

@@ -4,6 +4,9 @@ The rules mirror the on-chain DeltaVerifier, so that a list accepted here is nev
 time: weights are basis points summing to exactly 10000, at most 100 contributors, no zero address,
 no duplicates, and a reward share is ``total * weight // 10000`` with the rounding dust going to the
 first contributor.
+
+Sample counts are stored as 64-bit integers (``core.storage_bounds.SAMPLES_MAX``): a larger count
+is refused here, before anything is written, rather than by the database after MLflow's write.
 """
 
 from collections.abc import Mapping, Sequence
@@ -11,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.canonical import parse_json
 from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.core.storage_bounds import SAMPLES_MAX
 
 TOTAL_BPS = 10000
 MAX_CONTRIBUTORS = 100
@@ -64,12 +68,7 @@ def parse_contributors(value: object) -> list[dict]:
             )
         seen[address] = i
         amount = entry[form]
-        _check_int(
-            amount,
-            f"{entry_field}.{form}",
-            1,
-            TOTAL_BPS if form == "weight_bps" else None,
-        )
+        _check_int(amount, f"{entry_field}.{form}", 1, TOTAL_BPS if form == "weight_bps" else SAMPLES_MAX)
         result.append({"address": address, form: amount})
 
     if form == "samples":
@@ -102,7 +101,7 @@ def weights_from_samples(samples: Sequence[int]) -> list[int]:
     if not samples:
         raise ValidationError("samples", "must list at least one sample count")
     for i, count in enumerate(samples):
-        _check_int(count, f"samples[{i}]", 1, None)
+        _check_int(count, f"samples[{i}]", 1, SAMPLES_MAX)
     total = sum(samples)
     # Integer arithmetic only: floats would make the remainders, and so the winners, fuzzy.
     floors, remainders = zip(*(divmod(count * TOTAL_BPS, total) for count in samples), strict=True)
@@ -217,6 +216,8 @@ def _check_int(value: object, field: str, minimum: int, maximum: int | None) -> 
         raise ValidationError(field, f"must be a whole number, got {_show(value)}")
     if value < minimum or (maximum is not None and value > maximum):
         bound = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        if maximum == SAMPLES_MAX:
+            bound += " (a sample count is stored as a 64-bit integer)"
         raise ValidationError(field, f"must be {bound}, got {_show(value)}")
 
 

@@ -3,6 +3,8 @@
 One DeltaOne is one percentage point (100 basis points) of improvement on the benchmark metric.
 Scores travel as integer basis points, computed on the decimal form of the metric, so the number a
 human reads in MLflow (0.8234) is the number the on-chain verifier sees (8234), without float fuzz.
+The registry stores the scores and the DeltaOne as 64-bit integers of basis points, so
+:func:`compute_improvement` refuses a metric whose score (or improvement) would not fit one.
 """
 
 import math
@@ -12,6 +14,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from types import MappingProxyType
 
 from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.core.storage_bounds import SCORE_BPS_MAX, SCORE_BPS_MIN
 
 HIGHER = "higher"
 LOWER = "lower"
@@ -110,7 +113,14 @@ def metric_delta(name: str, baseline_value: float, new_value: float, direction: 
     if not math.isfinite(absolute):
         raise ValidationError(f"new_metrics.{name}", f"metric {name!r}: the difference overflows")
     absolute = _clean(absolute)
-    relative = None if baseline == 0 else _clean(absolute / abs(baseline))
+    relative = None if baseline == 0 else absolute / abs(baseline)
+    if relative is not None and not math.isfinite(relative):
+        # A tiny baseline (1e-320, say): the ratio is infinite, which no JSON document can carry.
+        raise ValidationError(
+            f"new_metrics.{name}",
+            f"metric {name!r}: the difference relative to the baseline's {baseline!r} overflows",
+        )
+    relative = None if relative is None else _clean(relative)
     improvement = absolute > 0 if direction == HIGHER else absolute < 0
     return {
         "baseline_value": baseline,
@@ -273,9 +283,15 @@ def compute_improvement(
     if metrics is not None:
         metrics = [*_check_metric_names(metrics), benchmark_metric]
     deltas = compute_metric_deltas(baseline_metrics, new_metrics, metrics, directions)
-    baseline_bps = to_bps(baseline_metrics[benchmark_metric], f"baseline_metrics.{benchmark_metric}")
-    candidate_bps = to_bps(new_metrics[benchmark_metric], f"new_metrics.{benchmark_metric}")
+    baseline_bps = _storable_score(baseline_metrics, benchmark_metric, "baseline_metrics")
+    candidate_bps = _storable_score(new_metrics, benchmark_metric, "new_metrics")
     gain_bps = delta_one_bps(baseline_metrics[benchmark_metric], new_metrics[benchmark_metric], direction)
+    if gain_bps > SCORE_BPS_MAX:
+        raise ValidationError(
+            f"new_metrics.{benchmark_metric}",
+            f"metric {benchmark_metric!r}: an improvement of {gain_bps} bps does not fit the 64-bit "
+            "integer the registry keeps DeltaOne in",
+        )
     signed = {name: signed_improvement(delta) for name, delta in deltas.items()}
     return {
         "benchmark_metric": benchmark_metric,
@@ -290,6 +306,20 @@ def compute_improvement(
         "weighted_score": weighted_score(signed),
         "recommendation": recommend(signed),
     }
+
+
+def _storable_score(values: Mapping[str, float], name: str, side: str) -> int:
+    """The score of ``values[name]`` in basis points, refused if it does not fit a 64-bit integer."""
+    field = f"{side}.{name}"
+    score = to_bps(values[name], field)
+    if not SCORE_BPS_MIN <= score <= SCORE_BPS_MAX:
+        raise ValidationError(
+            field,
+            f"metric {name!r} is {values[name]!r}: too large to store (scores are kept as 64-bit "
+            f"integers of basis points, so a benchmark metric must lie within "
+            f"±{SCORE_BPS_MAX // 10000:.3e})",
+        )
+    return score
 
 
 def _finite_number(value: object, field: str, label: str) -> float:

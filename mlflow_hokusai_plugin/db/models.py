@@ -10,6 +10,17 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import declarative_base
 
+# The lengths are declared once, in core, where the registration checks values against them.
+from mlflow_hokusai_plugin.core.storage_bounds import (
+    ADDRESS_LENGTH,
+    ATTESTATION_ID_LENGTH,
+    ATTESTATION_STATUS_LENGTH,
+    BENCHMARK_METRIC_LENGTH,
+    MODEL_ID_LENGTH,
+    MODEL_TYPE_LENGTH,
+    PROJECT_LENGTH,
+)
+
 Base = declarative_base()
 
 
@@ -19,16 +30,16 @@ class LineageEdge(Base):
     __tablename__ = "hokusai_lineage_edges"
 
     id = Column(Integer, primary_key=True, autoincrement=True)
-    child_model_id = Column(String(512), nullable=False, unique=True)
-    parent_model_id = Column(String(512), nullable=False, index=True)
-    project = Column(String(64), nullable=False, index=True)
-    model_type = Column(String(32), nullable=False)
-    benchmark_metric = Column(String(250), nullable=False)
+    child_model_id = Column(String(MODEL_ID_LENGTH), nullable=False, unique=True)
+    parent_model_id = Column(String(MODEL_ID_LENGTH), nullable=False, index=True)
+    project = Column(String(PROJECT_LENGTH), nullable=False, index=True)
+    model_type = Column(String(MODEL_TYPE_LENGTH), nullable=False)
+    benchmark_metric = Column(String(BENCHMARK_METRIC_LENGTH), nullable=False)
     baseline_score_bps = Column(BigInteger, nullable=False)
     candidate_score_bps = Column(BigInteger, nullable=False)
     delta_one_bps = Column(BigInteger, nullable=False)
     metric_deltas = Column(Text, nullable=False)  # canonical JSON
-    attestation_id = Column(String(64), nullable=True)
+    attestation_id = Column(String(ATTESTATION_ID_LENGTH), nullable=True)
     created_at = Column(BigInteger, nullable=False)  # epoch milliseconds, as MLflow keeps time
 
 
@@ -38,11 +49,11 @@ class Attestation(Base):
     __tablename__ = "hokusai_attestations"
     __table_args__ = (UniqueConstraint("model_id", "baseline_model_id", name="uq_hokusai_attestation_edge"),)
 
-    id = Column(String(64), primary_key=True)  # sha256 of the DSSE payload
-    model_id = Column(String(512), nullable=False, index=True)
-    baseline_model_id = Column(String(512), nullable=False)
-    attester = Column(String(42), nullable=False)
-    status = Column(String(20), nullable=False)
+    id = Column(String(ATTESTATION_ID_LENGTH), primary_key=True)  # sha256 of the DSSE payload
+    model_id = Column(String(MODEL_ID_LENGTH), nullable=False, index=True)
+    baseline_model_id = Column(String(MODEL_ID_LENGTH), nullable=False)
+    attester = Column(String(ADDRESS_LENGTH), nullable=False)
+    status = Column(String(ATTESTATION_STATUS_LENGTH), nullable=False)
     created_at = Column(BigInteger, nullable=False)
     document = Column(Text, nullable=False)  # canonical JSON
 
@@ -57,13 +68,15 @@ class Contribution(Base):
     )
 
     id = Column(Integer, primary_key=True, autoincrement=True)
-    address = Column(String(42), nullable=False)  # EIP-55 checksummed
-    model_id = Column(String(512), nullable=False, index=True)
-    project = Column(String(64), nullable=False)
+    address = Column(String(ADDRESS_LENGTH), nullable=False)  # EIP-55 checksummed
+    model_id = Column(String(MODEL_ID_LENGTH), nullable=False, index=True)
+    project = Column(String(PROJECT_LENGTH), nullable=False)
     weight_bps = Column(Integer, nullable=False)
     samples = Column(BigInteger, nullable=True)
     attributed_bps = Column(BigInteger, nullable=False)
-    attestation_id = Column(String(64), ForeignKey("hokusai_attestations.id"), nullable=True)
+    attestation_id = Column(
+        String(ATTESTATION_ID_LENGTH), ForeignKey("hokusai_attestations.id"), nullable=True
+    )
     created_at = Column(BigInteger, nullable=False)
 
 
@@ -74,8 +87,8 @@ class ContributorTotal(Base):
 
     __tablename__ = "hokusai_contributor_totals"
 
-    address = Column(String(42), primary_key=True)
-    project = Column(String(64), primary_key=True)
+    address = Column(String(ADDRESS_LENGTH), primary_key=True)
+    project = Column(String(PROJECT_LENGTH), primary_key=True)
     models_improved = Column(BigInteger, nullable=False)
     attributed_bps = Column(BigInteger, nullable=False)
     first_contribution = Column(BigInteger, nullable=False)  # epoch milliseconds

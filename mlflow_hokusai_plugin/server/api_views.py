@@ -8,13 +8,18 @@ OpenAPI document (``GET /openapi.json``) is generated from the same models.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
+import os
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from google.protobuf.descriptor import FieldDescriptor
 from mlflow.entities.model_registry import ModelVersionTag, RegisteredModelTag
 from mlflow.exceptions import MlflowException
+from werkzeug.exceptions import HTTPException
 
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
@@ -53,12 +58,36 @@ class _NotFound(Exception):
     """A resource the request names does not exist: 404 RESOURCE_DOES_NOT_EXIST."""
 
 
+class _NonFinite(ValidationError):
+    """A number in a JSON body that is not finite: NaN, Infinity, or beyond the float range."""
+
+
+def _json(raw: bytes) -> Any:
+    """The strict JSON of a body (``parse_json``), with NaN, Infinity and numbers beyond the float
+    range (``1e999`` parses as infinity) refused as :class:`_NonFinite`, naming the field."""
+    try:
+        data = parse_json(raw, "body")
+    except ValidationError as exc:
+        if not exc.message.endswith(" is not JSON"):  # not a NaN / Infinity literal
+            raise
+        # Parsed again, keeping the literal, only to say which field holds it (parse_json has
+        # already checked the nesting depth, so this parse is safe).
+        try:
+            data = json.loads(raw, parse_constant=float)
+        except ValueError:
+            raise exc from None
+    found = S.find_non_finite(data)
+    if found:
+        raise _NonFinite(*found)
+    return data
+
+
 def _body(model: type[S.BaseModel]) -> tuple[Any, Any]:
     """The raw JSON body and ``model`` validated from it; bad JSON is a ValidationError (400)."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise ValidationError("body", "a JSON object is required")
-    data = parse_json(raw, "body")
+    data = _json(raw)
     return data, S.validate(model, data)
 
 
@@ -74,18 +103,22 @@ def _not_found(exc: _NotFound):
 
 @blueprint.before_app_request
 def _refuse_unstorable_text():
-    """Path segments, query parameters and JSON bodies of the other Hokusai routes: no NUL.
+    """Path segments, query parameters and JSON bodies of the other Hokusai routes: no NUL, and
+    no number that is not finite.
 
     PostgreSQL cannot compare or store a string with a NUL character (psycopg2 raises before the
-    query is sent): without this check such a request is a 500. This blueprint's own routes check
-    their bodies field by field (``schemas.Text``).
+    query is sent): without this check such a request is a 500. NaN, Infinity and 1e999 (which
+    parses as infinity) cannot be stored either. This blueprint's own routes check their bodies
+    field by field (``schemas.Text``, and ``_json``).
     """
     if not request.path.startswith(_HOKUSAI_PREFIXES) or request.blueprint == blueprint.name:
         return None
     values = [*(request.view_args or {}).items(), *request.args.items(multi=True)]
     if request.method in ("POST", "PUT", "PATCH") and request.mimetype == "application/json":
         try:
-            found = S.find_bad_text(parse_json(request.get_data(cache=True), "body"))
+            found = S.find_bad_text(_json(request.get_data(cache=True)))
+        except _NonFinite as exc:
+            return invalid_parameter(exc)
         except ValidationError:
             found = None  # not JSON: the route says so itself
         if found:
@@ -97,12 +130,242 @@ def _refuse_unstorable_text():
     return None
 
 
-@blueprint.app_errorhandler(404)
-def _no_such_route(exc):
-    """A path under the Hokusai prefixes that no route serves: MLflow's shape, not an HTML page."""
-    if not request.path.startswith(_HOKUSAI_PREFIXES):
+# MLflow's error codes for the HTTP errors Flask and Werkzeug raise themselves.
+_HTTP_ERROR_CODES = {
+    400: "INVALID_PARAMETER_VALUE",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "ENDPOINT_NOT_FOUND",
+    405: "ENDPOINT_NOT_FOUND",
+    413: "REQUEST_TOO_LARGE",
+    429: "REQUEST_LIMIT_EXCEEDED",
+}
+
+
+def _is_api_path(path: str) -> bool:
+    """Whether ``path`` is under ``/api/`` or ``/ajax-api/`` (after MLflow's ``--static-prefix``)."""
+    prefix = os.environ.get("_MLFLOW_STATIC_PREFIX", "").rstrip("/")
+    if prefix and path.startswith(prefix + "/"):
+        path = path[len(prefix) :]
+    return path.startswith(("/api/", "/ajax-api/"))
+
+
+@blueprint.app_errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    """An HTTP error Flask raises itself on an API path (no route, a method the route does not take,
+    an unhandled exception): MLflow's shape, not an HTML page. Elsewhere (the UI) left as it is.
+    """
+    if not _is_api_path(request.path):
         return exc
-    return error_response(404, "ENDPOINT_NOT_FOUND", f"no Hokusai route {request.method} {request.path}")
+    status = exc.code or 500
+    if status == 404 and request.path.startswith(_HOKUSAI_PREFIXES):
+        message = f"no Hokusai route {request.method} {request.path}"
+    elif status == 404:
+        message = f"no route {request.method} {request.path}"
+    elif status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or ()))
+        message = f"{request.path} does not take {request.method}; it takes {allowed}"
+    elif status >= 500:
+        from mlflow_hokusai_plugin.server.request_context import current_request_id
+
+        message = f"internal server error (request id {current_request_id()})"
+    else:
+        message = exc.description or exc.name
+    code = _HTTP_ERROR_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
+    response = error_response(status, code, message)
+    if status == 405 and getattr(exc, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+# -- MLflow's request parsing -----------------------------------------------------------------------
+# MLflow's handlers parse the request they are given into a protobuf message (``_get_request_message``)
+# or read GraphQL from its body (``_graphql``), assuming a JSON object: anything else (a list, a
+# number, ``NaN``, a JSON string that holds no JSON, a GraphQL query that is not a string or does not
+# parse) fails inside MLflow with TypeError, AttributeError, JSONDecodeError or GraphQLSyntaxError, a
+# 500. So does a string PostgreSQL cannot take (a NUL character, a lone surrogate): psycopg2 refuses
+# it and MLflow answers INTERNAL_ERROR. Each such view is wrapped to refuse those requests first with
+# a 400, after the authentication hooks (they run before any view), reading the request exactly as
+# MLflow does.
+
+
+# Views that measure the body MLflow parsed before anything else (``len(None)`` for no JSON body).
+_JSON_BODY_REQUIRED = frozenset({"_log_batch"})
+
+
+def _mlflow_request_problem(descriptor: Any) -> tuple[str, str] | None:
+    """(field, problem) that keeps ``_get_request_message`` from reading the current request into
+    a ``descriptor`` message, or None.
+
+    It reads the query string of a GET that has one; else the body as JSON whatever its content type
+    (``get_json(force=True, silent=True)``: not JSON is no body), decoding a JSON string once more.
+    """
+    for name, value in [*(request.view_args or {}).items(), *request.args.items(multi=True)]:
+        problem = S.text_problem(value) if isinstance(value, str) else None
+        if problem:
+            return name, problem
+    if request.method == "GET" and request.args:
+        return _field_problem(descriptor, request.args.to_dict())
+    body = request.get_json(force=True, silent=True)
+    if body is None and request.endpoint in _JSON_BODY_REQUIRED:
+        return "body", "a JSON object is required"
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return "body", "is a JSON string that does not hold JSON"
+    if body is not None and not isinstance(body, dict):
+        return "body", f"must be a JSON object, not {_json_type(body)}"
+    return (S.find_bad_text(body) or _field_problem(descriptor, body)) if body else None
+
+
+_INTEGER_TYPES = frozenset(
+    getattr(FieldDescriptor, f"TYPE_{name}")
+    for name in ("INT32", "INT64", "UINT32", "UINT64", "SINT32", "SINT64")
+    + ("FIXED32", "FIXED64", "SFIXED32", "SFIXED64")
+)
+_FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
+
+
+def _field_problem(descriptor: Any, data: dict) -> tuple[str, str] | None:
+    """The (field, problem) of a top-level value that MLflow's handler validators cannot take.
+
+    When protobuf parsing fails, MLflow runs its validators on the raw values, and they assume more
+    than they check: ``int(x)`` of an integer or enum field (a string such as ``"1.0"`` or
+    ``"1e3"``, which protobuf itself accepts: ValueError; null, an array, an object: TypeError;
+    ``Infinity``: OverflowError), ``float(x)`` of a float field (null, an array, an object), and
+    ``item.get(...)`` of each item of a list of messages (AttributeError).
+    """
+    if descriptor is None:
+        return None
+    for field in descriptor.fields:
+        repeated = getattr(field, "is_repeated", None)
+        if repeated is None:  # protobuf before 5.28
+            repeated = field.label == FieldDescriptor.LABEL_REPEATED
+        for key in dict.fromkeys((field.name, field.json_name)):
+            if key not in data:
+                continue
+            problem = _value_problem(field, repeated, data[key])
+            if problem:
+                return key, f"{problem}, got {json.dumps(data[key])[:40]}"
+    return None
+
+
+def _value_problem(field: Any, repeated: bool, value: Any) -> str | None:
+    if repeated:
+        if field.type == FieldDescriptor.TYPE_MESSAGE and isinstance(value, list):
+            if any(not isinstance(item, dict) for item in value):
+                return "must be an array of objects"
+        return None
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return None
+    if isinstance(value, (list, dict)):
+        return "must be a single value"
+    if field.type in _INTEGER_TYPES:
+        return None if _integer_like(value) else "must be an integer"
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return f"must be one of {', '.join(v.name for v in field.enum_type.values)}"
+    if field.type in _FLOAT_TYPES and value is None:
+        return "must be a number"
+    return None
+
+
+def _integer_like(value: Any) -> bool:
+    """Whether ``int(value)`` gives the integer a client meant."""
+    if isinstance(value, (bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            int(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _graphql_problem() -> tuple[str, str] | None:
+    """(field, problem) that keeps MLflow's GraphQL view from running the current request, or None.
+
+    It reads ``query``, ``variables`` and ``operationName`` from a JSON body only, a GET's too.
+    """
+    from graphql import GraphQLError, parse
+
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        return "body", "must be a JSON object with a GraphQL query (GraphQL is read from the body only)"
+    query, variables, operation = body.get("query"), body.get("variables"), body.get("operationName")
+    if not isinstance(query, str):
+        return "query", f"must be a string, not {_json_type(query)}"
+    if variables is not None and not isinstance(variables, dict):
+        return "variables", f"must be an object, not {_json_type(variables)}"
+    if operation is not None and not isinstance(operation, str):
+        return "operationName", f"must be a string, not {_json_type(operation)}"
+    found = S.find_bad_text(body)
+    if found:
+        return found
+    try:
+        parse(query)
+    except GraphQLError as exc:
+        return "query", exc.message
+    return None
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _guarded(view, problem_of):
+    @functools.wraps(view)
+    def guarded(*args, **kwargs):
+        problem = problem_of()
+        if problem:
+            return invalid_parameter(ValidationError(*problem))
+        return view(*args, **kwargs)
+
+    guarded.hokusai_guarded = True
+    return guarded
+
+
+def _mlflow_message_endpoints() -> dict[str, Any]:
+    """Flask endpoint -> protobuf request descriptor of MLflow's services (None: several).
+
+    Not the artifact service: its views stream their bodies, which must not be read here.
+    """
+    from mlflow.protos import databricks_pb2
+    from mlflow.protos.model_registry_pb2 import ModelRegistryService
+    from mlflow.protos.service_pb2 import MlflowService
+    from mlflow.protos.webhooks_pb2 import WebhookService
+    from mlflow.server.handlers import get_handler
+
+    found: dict[str, Any] = {}
+    for service in (MlflowService, ModelRegistryService, WebhookService):
+        for method in service.DESCRIPTOR.methods:
+            if not method.GetOptions().Extensions[databricks_pb2.rpc].endpoints:
+                continue
+            request_class = service().GetRequestClass(method)
+            endpoint = get_handler(request_class).__name__
+            descriptor = request_class.DESCRIPTOR
+            found[endpoint] = descriptor if found.get(endpoint, descriptor) is descriptor else None
+    return found
+
+
+@blueprint.record_once
+def _guard_mlflow_views(state) -> None:
+    """Wrap MLflow's views (registered when ``mlflow.server`` was imported) with the checks."""
+    views = state.app.view_functions
+    checks = {
+        endpoint: functools.partial(_mlflow_request_problem, descriptor)
+        for endpoint, descriptor in _mlflow_message_endpoints().items()
+    }
+    checks["_graphql"] = _graphql_problem
+    for endpoint, problem_of in checks.items():
+        view = views.get(endpoint)
+        if view is not None and not getattr(view, "hokusai_guarded", False):
+            views[endpoint] = _guarded(view, problem_of)
 
 
 def _mlflow_error(exc) -> Response:
@@ -390,7 +653,8 @@ def _registration_answer(version, logged_model_id: str | None) -> dict:
     model_id = T.format_model_id(version.name, version.version)
     tags = dict(version.tags or {})
     edge = store.edge_of(model_id)
-    graph = lineage_graph(model_id, "upstream", store.lineage(model_id, direction="upstream")["edges"])
+    upstream = store.lineage(model_id, direction="upstream")
+    graph = lineage_graph(model_id, "upstream", upstream["edges"], truncated=upstream["truncated"])
     answer = {
         "model_id": model_id,
         "model_version": {

@@ -11,6 +11,7 @@ answer with HTTP 400 ``INVALID_PARAMETER_VALUE`` ``"<field>: <message>"``.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -32,12 +33,21 @@ from mlflow_hokusai_plugin.core.attestation import DOCUMENT_STATUSES
 from mlflow_hokusai_plugin.core.contributors import MAX_CONTRIBUTORS, TOTAL_BPS, parse_contributors
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.lineage import LINEAGE_DIRECTIONS
+from mlflow_hokusai_plugin.core.storage_bounds import (
+    BENCHMARK_METRIC_LENGTH,
+    MLFLOW_DESCRIPTION_LENGTH,
+    MLFLOW_MODEL_NAME_LENGTH,
+    PIPELINE_RUN_ID_LENGTH,
+    SAMPLES_MAX,
+)
 
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 MODEL_ID_PATTERN = r"^[^/\x00]+/[1-9][0-9]*$"
 PROJECT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-MAX_NAME_LENGTH = 256  # MLflow's registered_models.name
-MAX_METRIC_LENGTH = 250  # MLflow's metric key, and hokusai_lineage_edges.benchmark_metric
+# What the store can hold (core.storage_bounds): a request within these is never refused by the
+# database after MLflow has written the version.
+MAX_NAME_LENGTH = MLFLOW_MODEL_NAME_LENGTH  # MLflow's registered_models.name
+MAX_METRIC_LENGTH = BENCHMARK_METRIC_LENGTH  # MLflow's metric key, and hokusai_lineage_edges.benchmark_metric
 
 # The model URI forms /models/register accepts.
 RUNS_URI = re.compile(r"runs:/(?P<run_id>[^/\x00]+)/(?P<path>[^\x00]+)")
@@ -100,6 +110,35 @@ def find_bad_text(value: Any, path: str = "") -> tuple[str, str] | None:
         if isinstance(key, str) and text_problem(key):
             return here, f"the key {text_problem(key)}"
         found = find_bad_text(item, here)
+        if found:
+            return found
+    return None
+
+
+def find_non_finite(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The (field path, problem) of the first number in a JSON value that is not finite.
+
+    ``NaN`` and ``Infinity`` are not JSON, and a number beyond the float range (``1e999``) parses
+    as infinity: none of them can be stored, hashed or signed, wherever they sit.
+
+    >>> find_non_finite({"contributors": [{"samples": float("inf")}]})[0]
+    'contributors[0].samples'
+    >>> find_non_finite({"threshold": 1, "document": {"x": [0.5]}}) is None
+    True
+    """
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        return (
+            path or "body",
+            "must be a finite number (NaN, Infinity and numbers out of the float range, such as 1e999, are "
+            f"refused), got {value}",
+        )
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = find_non_finite(
+            item, f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+        )
         if found:
             return found
     return None
@@ -302,6 +341,14 @@ class LineageGraph(_Response):
     cumulative_delta_one_bps: int
     nodes: list[LineageNode]
     edges: list[LineageEdge]
+    # Only on a damaged lineage (a table edited by hand): the versions on a cycle, and whether the
+    # walk stopped at its depth bound.
+    cycle: list[str] | None = Field(
+        None, exclude_if=lambda value: value is None, description="Versions on a lineage cycle."
+    )
+    truncated: bool | None = Field(
+        None, exclude_if=lambda value: value is None, description="True: the walk stopped at its bound."
+    )
 
 
 assert tuple(LineageGraph.model_fields["direction"].annotation.__args__) == LINEAGE_DIRECTIONS
@@ -355,7 +402,7 @@ class ContributorImpactQuery(_Request):
 def _contributor_schema(schema: dict[str, Any]) -> None:
     # Absent, not null: exactly one of the two forms is present.
     schema["properties"]["weight_bps"] = {"type": "integer", "minimum": 1, "maximum": TOTAL_BPS}
-    schema["properties"]["samples"] = {"type": "integer", "minimum": 1}
+    schema["properties"]["samples"] = {"type": "integer", "minimum": 1, "maximum": SAMPLES_MAX}
     schema["oneOf"] = [{"required": ["weight_bps"]}, {"required": ["samples"]}]
 
 
@@ -366,7 +413,7 @@ class ContributorEntry(_Request):
 
     address: Address
     weight_bps: int | None = Field(None, ge=1, le=TOTAL_BPS)
-    samples: int | None = Field(None, ge=1)
+    samples: int | None = Field(None, ge=1, le=SAMPLES_MAX, description="Stored as a 64-bit integer.")
 
     @field_validator("weight_bps", "samples", mode="before")
     @classmethod
@@ -427,9 +474,15 @@ class RegisterModelRequest(_Request):
         f"weight_bps must sum to {TOTAL_BPS}; all entries use the same form.",
     )
     pipeline_run_id: Text | None = Field(
-        None, min_length=1, max_length=250, json_schema_extra={"pattern": TEXT_PATTERN}
+        None, min_length=1, max_length=PIPELINE_RUN_ID_LENGTH, json_schema_extra={"pattern": TEXT_PATTERN}
     )
-    description: Text | None = Field(None, max_length=5000, json_schema_extra={"pattern": TEXT_PATTERN})
+    description: Text | None = Field(
+        None,
+        max_length=MLFLOW_DESCRIPTION_LENGTH,
+        json_schema_extra={"pattern": TEXT_PATTERN},
+        description="MLflow keeps at most 5000 characters; the server's summary below it is shortened "
+        "to fit (the attestation document has every detail).",
+    )
 
     @field_validator("name")
     @classmethod

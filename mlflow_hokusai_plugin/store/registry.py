@@ -4,7 +4,11 @@ MLflow's SQLAlchemy registry store, with two additions:
 
 - a version created with, or later tagged with, ``hokusai.baseline`` is validated before MLflow
   writes it, then attested (see ``mlflow_hokusai_plugin.improvements``);
-- every registry mutation is appended to the audit hash chain with actor and before/after.
+- every registry mutation is appended to the audit hash chain with actor and before/after;
+- the guards on Hokusai facts (the "guards" section below, docs/server.md "Guards"): tag keys of
+  the ``hokusai.`` namespace spelled exactly and at their level, server tags written only by the
+  server, a version in its registered model's project, an improvement in its baseline's project,
+  and the server's summary kept in an attested version's description.
 
 The 3.x server calls store methods by keyword and adds arguments over time, so every override
 takes ``*args, **kwargs`` and passes them on.
@@ -20,12 +24,25 @@ from typing import Any
 from mlflow.entities.model_registry import ModelVersionTag
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.store.model_registry.dbmodels.models import SqlModelVersionTag
+from mlflow.store.model_registry.dbmodels.models import (
+    SqlModelVersion,
+    SqlModelVersionTag,
+    SqlRegisteredModel,
+    SqlRegisteredModelTag,
+)
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.time import get_current_time_millis
+from mlflow.utils.validation import (
+    _validate_model_name,
+    _validate_model_version,
+    _validate_model_version_tag,
+    _validate_registered_model_tag,
+)
 
 from mlflow_hokusai_plugin import prometheus_metrics
 from mlflow_hokusai_plugin.audit import AuditLog
+from mlflow_hokusai_plugin.core import storage_bounds as bounds
+from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.db.migrate import upgrade
@@ -33,6 +50,7 @@ from mlflow_hokusai_plugin.db.store import HokusaiStore
 from mlflow_hokusai_plugin.db.urls import database_url
 from mlflow_hokusai_plugin.improvements import Registrar
 from mlflow_hokusai_plugin.server.request_context import current_actor, current_request_id
+from mlflow_hokusai_plugin.store.renames import follow_model_renames
 
 _logger = logging.getLogger(__name__)
 
@@ -52,6 +70,8 @@ class HokusaiRegistryStore(SqlAlchemyStore):
         self._tracking_uri = tracking_uri or store_uri
         self.hokusai = HokusaiStore(self.engine)
         self.audit = AuditLog(self.engine)
+        # Lineage, attestations and contributions follow the model through rename and delete.
+        follow_model_renames(self.engine)
         self._signer_lock = threading.Lock()
         self._signer = None
 
@@ -128,9 +148,13 @@ class HokusaiRegistryStore(SqlAlchemyStore):
         tags = list(tags or [])
         tag_map = {tag.key: tag.value for tag in tags}
         _refuse_server_tags(tag_map)
+        # After the tags: (run_link, description, ...).
+        _check_description(_argument(args, kwargs, "description", 1))
+        adopt = self._check_version_project(name, tag_map.get(T.PROJECT))
         improved = T.BASELINE in tag_map
         prepared = None
         if improved:
+            self._check_baseline_project(name, tag_map)
             try:
                 prepared = self.registrar.validate(
                     tag_map, run_id or self._logged_model_run(source, kwargs.get("model_id"))
@@ -140,7 +164,13 @@ class HokusaiRegistryStore(SqlAlchemyStore):
             tags.append(ModelVersionTag(T.ATTESTATION_STATUS, T.STATUS_PENDING))
         elif T.PROJECT in tag_map:
             tags.append(ModelVersionTag(T.ATTESTATION_STATUS, T.STATUS_NOT_APPLICABLE))
-        version = super().create_model_version(name, source, run_id, tags, *args, **kwargs)
+        adopted = self._adopt_project(name, adopt)
+        try:
+            version = super().create_model_version(name, source, run_id, tags, *args, **kwargs)
+        except BaseException:
+            self._undo_adoption(name, adopted)
+            raise
+        self._confirm_version_project(name, version, adopted)
         self._audit(
             "model_version.create", _version_target(name, version.version), after=_version_state(version)
         )
@@ -163,13 +193,23 @@ class HokusaiRegistryStore(SqlAlchemyStore):
                     )
                 )
             merged = {**current, tag.key: tag.value}
+            if tag.key == T.PROJECT:
+                self._check_version_project(name, tag.value, version)
             if T.BASELINE in merged and _has_all_client_tags(merged):
+                self._check_baseline_project(name, merged)
                 try:
                     self.registrar.validate(merged, before.run_id, child_model_id=model_id)
                 except ValidationError as exc:
                     raise invalid(exc) from None
                 attest = True
-        super().set_model_version_tag(name, version, tag, *args, **kwargs)
+        if tag.key == T.PROJECT and current.get(tag.key) != tag.value:
+            self._set_version_project(name, version, tag.value)
+        else:
+            _again_if_raced(
+                lambda: super(HokusaiRegistryStore, self).set_model_version_tag(
+                    name, version, tag, *args, **kwargs
+                )
+            )
         if attest:
             super().set_model_version_tag(
                 name, version, ModelVersionTag(T.ATTESTATION_STATUS, T.STATUS_PENDING)
@@ -189,7 +229,9 @@ class HokusaiRegistryStore(SqlAlchemyStore):
         model_id = T.format_model_id(name, version)
         if key in T.CLIENT_TAGS and self.hokusai.edge_of(model_id) is not None:
             raise invalid(ValidationError(key, f"{model_id} is attested; its Hokusai tags are final"))
-        before = self.get_model_version(name, version).tags.get(key)
+        tags = self.get_model_version(name, version).tags or {}
+        _refuse_deleting_lookalike(key, key in tags, _VERSION)
+        before = tags.get(key)
         super().delete_model_version_tag(name, version, key, *args, **kwargs)
         self._audit("model_version.delete_tag", _version_target(name, version), before={key: before})
 
@@ -218,7 +260,10 @@ class HokusaiRegistryStore(SqlAlchemyStore):
     # -- model versions: audited as they are --------------------------------------------------
 
     def update_model_version(self, name, version, *args, **kwargs):
-        before = _version_state(self.get_model_version(name, version))
+        _check_description(_argument(args, kwargs, "description", 0))
+        current = self.get_model_version(name, version)
+        before = _version_state(current)
+        args, kwargs = self._keep_server_summary(current, args, kwargs)
         result = super().update_model_version(name, version, *args, **kwargs)
         self._audit("model_version.update", _version_target(name, version), before, _version_state(result))
         return result
@@ -239,11 +284,15 @@ class HokusaiRegistryStore(SqlAlchemyStore):
     # -- registered models and aliases: audited -----------------------------------------------
 
     def create_registered_model(self, name, *args, **kwargs):
+        tags = kwargs.get("tags") if "tags" in kwargs else (args[0] if args else None)
+        _check_model_tags({tag.key: tag.value for tag in tags or []})
+        _check_description(_argument(args, kwargs, "description", 1))
         result = super().create_registered_model(name, *args, **kwargs)
         self._audit("registered_model.create", _model_target(name), after=_model_state(result))
         return result
 
     def update_registered_model(self, name, *args, **kwargs):
+        _check_description(_argument(args, kwargs, "description", 0))
         before = _model_state(self.get_registered_model(name))
         result = super().update_registered_model(name, *args, **kwargs)
         self._audit("registered_model.update", _model_target(name), before, _model_state(result))
@@ -260,13 +309,22 @@ class HokusaiRegistryStore(SqlAlchemyStore):
         self._audit("registered_model.delete", _model_target(name), before=before)
 
     def set_registered_model_tag(self, name, tag, *args, **kwargs):
+        _check_model_tags({tag.key: tag.value})
         before = self.get_registered_model(name).tags.get(tag.key)
-        super().set_registered_model_tag(name, tag, *args, **kwargs)
+        if tag.key == T.PROJECT and before != tag.value:
+            self._set_model_project(name, tag.value)
+        else:
+            super().set_registered_model_tag(name, tag, *args, **kwargs)
         self._audit("registered_model.set_tag", _model_target(name), {tag.key: before}, {tag.key: tag.value})
 
     def delete_registered_model_tag(self, name, key, *args, **kwargs):
-        before = self.get_registered_model(name).tags.get(key)
-        super().delete_registered_model_tag(name, key, *args, **kwargs)
+        tags = self.get_registered_model(name).tags or {}
+        _refuse_deleting_lookalike(key, key in tags, _MODEL)
+        before = tags.get(key)
+        if key == T.PROJECT and before is not None:
+            self._delete_model_project(name)
+        else:
+            super().delete_registered_model_tag(name, key, *args, **kwargs)
         self._audit("registered_model.delete_tag", _model_target(name), before={key: before})
 
     def set_registered_model_alias(self, name, alias, version, *args, **kwargs):
@@ -279,6 +337,248 @@ class HokusaiRegistryStore(SqlAlchemyStore):
         before = self.get_registered_model(name).aliases.get(alias)
         super().delete_registered_model_alias(name, alias, *args, **kwargs)
         self._audit("registered_model.delete_alias", _model_target(name), before={alias: before})
+
+    # -- guards: projects, baselines, the server's summary (docs/server.md, "Guards") ----------
+    # A version's hokusai.project is its registered model's; the first Hokusai version of a model
+    # with no project gives it its own ("adopts"); once a model has one, its project is final.
+    # Checks and the writes they allow lock the registered model's row (FOR UPDATE on PostgreSQL),
+    # so two workers cannot interleave a project change with a version of another project.
+
+    def _check_version_project(self, name: str, project: str | None, version: Any = None) -> str | None:
+        """Refuse a version's ``hokusai.project`` other than its registered model's (read only,
+        before anything is written); the project the model adopts when it has none yet, or None.
+        ``version``: the existing version being tagged (its own current project does not count)."""
+        if project is None:
+            return None
+        try:
+            T.check_project(project, T.PROJECT)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+        number = None if version is None else _validate_model_version(version)
+        with self.ManagedSessionMaker() as session:
+            row = self._get_registered_model(session, name)
+            return self._project_rule(session, name, row, project, version=number)
+
+    def _project_rule(self, session: Any, name: str, row: Any, project: str, version: int | None = None):
+        model_project = _tag_of(row, T.PROJECT)
+        if model_project == project:
+            return None
+        if model_project is not None:
+            raise invalid(
+                ValidationError(
+                    T.PROJECT,
+                    f"'{project}' is not the project of registered model '{name}', which is "
+                    f"'{model_project}': a version is in its registered model's project",
+                )
+            )
+        others = sorted(self._version_projects(session, name, but=version) - {project})
+        if others:
+            raise invalid(
+                ValidationError(
+                    T.PROJECT,
+                    f"registered model '{name}' has no {T.PROJECT} tag but versions of project "
+                    f"'{others[0]}': tag the registered model with its project first",
+                )
+            )
+        return project  # to adopt
+
+    def _adopt_project(self, name: str, project: str | None) -> str | None:
+        """Give a registered model with no project ``project`` (checked again under the lock);
+        the project written, or None."""
+        if project is None:
+            return None
+        for attempt in range(2):
+            try:
+                with _write_session(self) as session:
+                    row = self._locked_model(session, name)
+                    if self._project_rule(session, name, row, project) is None:
+                        return None  # a concurrent request gave it this very project
+                    session.add(SqlRegisteredModelTag(**_scope(row), name=name, key=T.PROJECT, value=project))
+                return project
+            except MlflowException as exc:
+                # SQLite has no FOR UPDATE: a concurrent adopter may insert first; now we see it.
+                if attempt or not _is_integrity_error(exc):
+                    raise
+        return None  # unreachable
+
+    def _undo_adoption(self, name: str, project: str | None) -> None:
+        """MLflow refused the version after the model adopted its project: take the project back."""
+        if project is None:
+            return
+        try:
+            with _write_session(self) as session:
+                self._locked_model(session, name)
+                if not self._version_projects(session, name):
+                    self._get_query(session, SqlRegisteredModelTag).filter(
+                        SqlRegisteredModelTag.name == name,
+                        SqlRegisteredModelTag.key == T.PROJECT,
+                        SqlRegisteredModelTag.value == project,
+                    ).delete(synchronize_session=False)
+        except Exception:  # noqa: BLE001 - MLflow's own error is the one to report
+            _logger.exception("could not take back the project %s adopted by %s", project, name)
+
+    def _confirm_version_project(self, name: str, version: Any, adopted: str | None) -> None:
+        """After MLflow's write: the model's project is still the new version's.
+
+        The only way it is not: a concurrent request changed the model's project between the check
+        and MLflow's insert (its lock could not see a version not yet committed). Then the version,
+        written by this request a moment ago and seen by nobody, is removed and the call refused.
+        """
+        project = (version.tags or {}).get(T.PROJECT)
+        if project is None:
+            return
+        model_project = self.registered_model_tag(name, T.PROJECT)
+        if model_project != project:
+            self._drop_version(name, version.version)
+            raise invalid(
+                ValidationError(
+                    T.PROJECT,
+                    f"registered model '{name}' was given project '{model_project}' while this "
+                    f"version of project '{project}' was being registered; nothing was registered",
+                )
+            )
+        if adopted:
+            self._audit(
+                "registered_model.set_tag", _model_target(name), {T.PROJECT: None}, {T.PROJECT: adopted}
+            )
+
+    def _set_version_project(self, name: str, version: Any, project: str) -> None:
+        """Set an existing version's ``hokusai.project``, adopting it on a model with none, under
+        the model's lock."""
+        _validate_model_name(name)
+        number = _validate_model_version(version)
+        _validate_model_version_tag(T.PROJECT, project)
+        with _write_session(self) as session:
+            row = self._locked_model(session, name)
+            adopt = self._project_rule(session, name, row, project, version=number)
+            found = self._get_sql_model_version(session, name, number)
+            if adopt:
+                session.add(SqlRegisteredModelTag(**_scope(row), name=name, key=T.PROJECT, value=project))
+            session.merge(
+                SqlModelVersionTag(**_scope(found), name=name, version=number, key=T.PROJECT, value=project)
+            )
+        if adopt:
+            self._audit(
+                "registered_model.set_tag", _model_target(name), {T.PROJECT: None}, {T.PROJECT: adopt}
+            )
+
+    def _set_model_project(self, name: str, project: str) -> None:
+        """Set a registered model's ``hokusai.project``: only to the project of its Hokusai versions."""
+        try:
+            T.check_project(project, T.PROJECT)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+        _validate_model_name(name)
+        _validate_registered_model_tag(T.PROJECT, project)
+        with _write_session(self) as session:
+            row = self._locked_model(session, name)
+            others = sorted(self._version_projects(session, name) - {project})
+            if others:
+                raise invalid(ValidationError(T.PROJECT, _final_project(name, others[0])))
+            session.merge(SqlRegisteredModelTag(**_scope(row), name=name, key=T.PROJECT, value=project))
+
+    def _delete_model_project(self, name: str) -> None:
+        _validate_model_name(name)
+        with _write_session(self) as session:
+            self._locked_model(session, name)
+            projects = sorted(self._version_projects(session, name))
+            if projects:
+                raise invalid(ValidationError(T.PROJECT, _final_project(name, projects[0])))
+            self._get_query(session, SqlRegisteredModelTag).filter(
+                SqlRegisteredModelTag.name == name, SqlRegisteredModelTag.key == T.PROJECT
+            ).delete(synchronize_session=False)
+
+    def _locked_model(self, session: Any, name: str) -> Any:
+        """The registered model's row, locked until the session ends (a no-op on SQLite, where
+        writers are serialised anyway); MLflow's not-found error if there is none."""
+        row = (
+            self._get_query(session, SqlRegisteredModel)
+            .filter(SqlRegisteredModel.name == name)
+            .with_for_update()
+            .one_or_none()
+        )
+        return row if row is not None else self._get_registered_model(session, name)
+
+    def _version_projects(self, session: Any, name: str, but: int | None = None) -> set[str]:
+        """The projects the model's versions carry. Deleted versions count: MLflow keeps their
+        tags, and their lineage, attestations and contributions stay in their project."""
+        query = self._get_query(session, SqlModelVersionTag).filter(
+            SqlModelVersionTag.name == name, SqlModelVersionTag.key == T.PROJECT
+        )
+        if but is not None:
+            query = query.filter(SqlModelVersionTag.version != but)
+        return {value for (value,) in query.with_entities(SqlModelVersionTag.value).distinct()}
+
+    def _drop_version(self, name: str, version: Any) -> None:
+        with _write_session(self) as session:
+            for table in (SqlModelVersionTag, SqlModelVersion):
+                self._get_query(session, table).filter(
+                    table.name == name, table.version == int(version)
+                ).delete(synchronize_session=False)
+
+    def _check_baseline_project(self, name: str, tags: dict[str, str]) -> None:
+        """An improvement's baseline is in the improved version's project (no cross-project
+        improvements: the DeltaOne is counted in the project's contributor totals).
+
+        The baseline's project is its registered model's (the improved version's own, being
+        adopted, when both are versions of one model), else the baseline version's tag. A baseline
+        in no project is refused too: its model could later be tagged with any project. Malformed
+        or missing tags are left to the registrar, which names them.
+        """
+        project, baseline = tags.get(T.PROJECT), tags.get(T.BASELINE)
+        if not project or not baseline:
+            return
+        try:
+            base_name, base_version = T.parse_model_id(baseline, T.BASELINE)
+            base_project = self.registered_model_tag(base_name, T.PROJECT)
+            if base_project is None and base_name == name:
+                base_project = project  # checked by _check_version_project: the model adopts it
+            if base_project is None:
+                base_project = (self.get_model_version(base_name, str(base_version)).tags or {}).get(
+                    T.PROJECT
+                )
+        except (ValidationError, MlflowException):
+            return  # the registrar says what is wrong with the baseline
+        if base_project is None:
+            raise invalid(
+                ValidationError(
+                    T.BASELINE,
+                    f"baseline {baseline} is in no project: tag its registered model '{base_name}' "
+                    f"with {T.PROJECT}={project} first (an improvement stays in its project)",
+                )
+            )
+        if base_project != project:
+            raise invalid(
+                ValidationError(
+                    T.BASELINE,
+                    f"baseline {baseline} is in project {base_project}, not {project} "
+                    "(an improvement and its baseline are in one project)",
+                )
+            )
+
+    def _keep_server_summary(self, current: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """On an attested version (signed, failed, or with a lineage edge) a new description keeps
+        the server's summary block as stored; the client's own text around it is theirs."""
+        tags = current.tags or {}
+        attested = tags.get(T.ATTESTATION_STATUS) in (T.STATUS_SIGNED, T.STATUS_FAILED) or (
+            self.hokusai.edge_of(T.format_model_id(current.name, current.version)) is not None
+        )
+        if not attested:
+            return args, kwargs
+        asked = kwargs.get("description") if "description" in kwargs or not args else args[0]
+        kept = summary.keep_server_block(asked, current.description)
+        limit = getattr(summary, "MAX_DESCRIPTION_LENGTH", 5000)  # MLflow's description column
+        if kept is not None and len(kept) > limit:
+            raise invalid(
+                ValidationError(
+                    "description",
+                    f"with the server's summary, which an attested version keeps, it would be "
+                    f"{len(kept)} characters; MLflow keeps at most {limit}",
+                )
+            )
+        if "description" in kwargs or not args:
+            return args, {**kwargs, "description": kept}
+        return (kept, *args[1:]), kwargs
 
 
 class _PlainRegistry:
@@ -364,10 +664,129 @@ def _write_session(store: SqlAlchemyStore) -> Any:
         return store.ManagedSessionMaker()
 
 
-def _refuse_server_tags(tag_map: dict[str, str]) -> None:
+_VERSION, _MODEL = "model version", "registered model"
+
+
+def _refuse_server_tags(tag_map: dict[str, str], level: str = _VERSION) -> None:
+    """Refuse the keys of the ``hokusai.`` namespace a client may not write on a ``level``
+    object: the server's tags, look-alike spellings of ours, keys of another level, unknown ones."""
     for key in tag_map:
-        if key in T.SERVER_TAGS:
-            raise invalid(ValidationError(key, "is written by the Hokusai server, not by clients"))
+        problem = _key_problem(key, level)
+        if problem:
+            raise invalid(ValidationError(key, problem))
+
+
+def _check_model_tags(tag_map: dict[str, str]) -> None:
+    _refuse_server_tags(tag_map, _MODEL)
+    try:
+        if T.PROJECT in tag_map:
+            T.check_project(tag_map[T.PROJECT], T.PROJECT)
+        if T.ONCHAIN_MODEL_ID in tag_map:
+            T.check_onchain_model_id(tag_map[T.ONCHAIN_MODEL_ID])
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def _again_if_raced(write: Any) -> Any:
+    """Run an MLflow tag write, once more if a concurrent writer inserted the same tag first.
+
+    MLflow inserts a new tag with SELECT-then-INSERT, so the loser of two concurrent writers of one
+    key fails on the primary key (MLflow answers that as a 400 carrying the SQL). The row exists
+    then, and the second try updates it.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        return write()
+    except MlflowException as exc:
+        if not isinstance(exc.__cause__, IntegrityError):
+            raise
+        return write()
+
+
+def _argument(args: tuple, kwargs: dict, name: str, position: int) -> Any:
+    """An argument MLflow may pass by keyword (the 3.x server) or by position."""
+    return kwargs[name] if name in kwargs else (args[position] if len(args) > position else None)
+
+
+def _check_description(description: str | None) -> None:
+    """MLflow's column holds 5000 characters; past that the database refuses with the SQL in the
+    message, so it is refused here first."""
+    if description is not None and len(description) > bounds.MLFLOW_DESCRIPTION_LENGTH:
+        raise invalid(
+            ValidationError(
+                "description",
+                f"has {len(description)} characters; at most {bounds.MLFLOW_DESCRIPTION_LENGTH}",
+            )
+        )
+
+
+def _key_problem(key: str, level: str) -> str | None:
+    """Why a client may not write ``key`` on a ``level`` object, or None.
+
+    >>> _key_problem("team", _VERSION) is None, _key_problem(T.PROJECT, _MODEL) is None
+    (True, True)
+    >>> _key_problem("Hokusai.Attestation.Status", _VERSION)
+    "'Hokusai.Attestation.Status' is a look-alike of the Hokusai tag 'hokusai.attestation.status' ..."
+    """
+    allowed = T.VERSION_CLIENT_TAGS if level == _VERSION else T.MODEL_CLIENT_TAGS
+    if key in allowed:
+        return None
+    if key in T.SERVER_TAGS:
+        if level == _VERSION:
+            return "is written by the Hokusai server, not by clients"
+        return "is a model-version tag written by the Hokusai server; not a registered-model tag"
+    ours = T.hokusai_key_of(key)
+    if ours is not None and ours != key:
+        return (
+            f"{key!r} is a look-alike of the Hokusai tag {ours!r} (it differs only by case, spaces or "
+            "look-alike characters); the hokusai. namespace is the plugin's: spell its keys exactly"
+        )
+    if ours in T.RUN_TAGS:
+        return "is a tag of the version's source run, not of a model version or registered model"
+    if ours is not None and level == _VERSION:
+        return "is a registered-model tag: set it on the registered model, not on a version"
+    if ours is not None:
+        return f"is a model-version tag; a registered model carries only {' and '.join(allowed)}"
+    if T.in_namespace(key):
+        return (
+            f"{key!r}: the hokusai. namespace is the plugin's, and this is not one of its "
+            f"{level} tags ({', '.join(allowed)})"
+        )
+    return None
+
+
+def _refuse_deleting_lookalike(key: str, exists: bool, level: str) -> None:
+    """A key a client may not write may not be deleted either, except to clean up one that the
+    object really carries (written before these guards: the server never writes its tags on a
+    registered model, nor look-alikes anywhere). MLflow deletes the exact key only, so such a
+    delete never touches one of ours. The server's version tags are refused before this."""
+    problem = None if exists else _key_problem(key, level)
+    if problem:
+        raise invalid(ValidationError(key, problem))
+
+
+def _final_project(name: str, project: str) -> str:
+    return (
+        f"registered model '{name}' has Hokusai versions in project '{project}': its {T.PROJECT} is "
+        "final once it has one (changing it would move their lineage and DeltaOne to another "
+        "project); register a new model for another project"
+    )
+
+
+def _tag_of(row: Any, key: str) -> str | None:
+    return next((tag.value for tag in row.registered_model_tags if tag.key == key), None)
+
+
+def _scope(row: Any) -> dict:
+    # MLflow 3.5+ keys every registry row by workspace too.
+    return {"workspace": row.workspace} if hasattr(row, "workspace") else {}
+
+
+def _is_integrity_error(exc: MlflowException) -> bool:
+    from sqlalchemy.exc import IntegrityError
+
+    return isinstance(exc.__cause__, IntegrityError)
 
 
 def _has_all_client_tags(tags: dict[str, str]) -> bool:

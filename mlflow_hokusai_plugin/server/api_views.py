@@ -556,6 +556,8 @@ def _create_registered_model(registry, name: str, project: str) -> bool:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
         return False
+    # For basic-auth mode: this request created the model, so its user manages it.
+    g.hokusai_created_model = name
     try:
         from mlflow.entities.webhook import WebhookAction, WebhookEntity, WebhookEvent
         from mlflow.webhooks.delivery import deliver_webhook

@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -30,6 +31,7 @@ from mlflow_hokusai_plugin.server.auth import (
 from mlflow_hokusai_plugin.server.basic_auth import install_hokusai_route_permissions
 from mlflow_hokusai_plugin.server.body_limits import AsgiBodyLimits, BodyLimits, WsgiBodyLimits
 from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER, HokusaiConfig, load_signer
+from mlflow_hokusai_plugin.server.errors import error_response
 from mlflow_hokusai_plugin.server.rate_limits import (
     AuthFailureLimit,
     install_rate_limits,
@@ -43,6 +45,9 @@ from mlflow_hokusai_plugin.server.tcp_nodelay import enable_tcp_nodelay_on_liste
 _logger = logging.getLogger(__name__)
 
 STORE_SCHEMES = ("hokusai+postgresql", "hokusai+sqlite")
+# Python frames a request may nest: the interpreter's default is 1000; C parsers recursing this
+# deep stay well inside a worker thread's 8 MiB stack (100000 levels overflow it).
+RECURSION_LIMIT = 10_000
 
 
 class StartupError(RuntimeError):
@@ -81,9 +86,16 @@ class HokusaiState:
         return _cached_project(name, int(time.monotonic() // 2))
 
     @staticmethod
-    def current_project_of(name: str) -> str | None:
-        """The ``hokusai.project`` of a registered model, read now (for authorizing writes)."""
-        return _project_now(name)
+    def current_project_of(name: str) -> tuple[bool, str | None]:
+        """Whether a registered model exists, and its ``hokusai.project``, read now (for writes)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return True, HokusaiState.registry_store().registered_model_tag(name, T.PROJECT)
+        except MlflowException as exc:
+            # Anything but "no such model" (a bad name, the database away) is not a new model:
+            # answered as a model of no project, which a scoped key may not write.
+            return exc.error_code != "RESOURCE_DOES_NOT_EXIST", None
 
     def last_backup_time(self) -> float | None:
         """Unix time of the last successful ``hokusai backup create`` on this database, if any."""
@@ -142,16 +154,14 @@ def _check_store_uris() -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _cached_project(name: str, _time_bucket: int) -> str | None:
-    return _project_now(name)
+    return HokusaiState.current_project_of(name)[1]
 
 
-def _project_now(name: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return HokusaiState.registry_store().registered_model_tag(name, T.PROJECT)
-    except MlflowException:
-        return None
+def _input_too_deep(_exc: RecursionError) -> Any:
+    """A parser gave up on input nested too deep for it: the request's fault, so a 400."""
+    return error_response(
+        400, "INVALID_PARAMETER_VALUE", "the request holds a value nested too deeply to be read"
+    )
 
 
 def _stop_server(reason: Exception) -> None:
@@ -199,6 +209,11 @@ def create_app(app: Flask | None = None) -> Any:
     except (HokusaiError, StartupError) as exc:
         _stop_server(exc)
         raise
+    # eth-account imports py_ecc, which raises the interpreter's recursion limit to 100000: from
+    # then on a parser recursing into hostile input (MLflow's handlers json.loads string fields
+    # such as a logged model's model_json) overflows the C stack and kills the worker instead of
+    # raising RecursionError, which _input_too_deep answers. Nothing the server runs needs more.
+    sys.setrecursionlimit(min(sys.getrecursionlimit(), RECURSION_LIMIT))
     if os.environ.get("_MLFLOW_SGI_NAME") == "uvicorn":
         # Before this worker accepts its first connection (see tcp_nodelay.py: a 40 ms stall).
         enable_tcp_nodelay_on_listeners()
@@ -214,6 +229,7 @@ def create_app(app: Flask | None = None) -> Any:
     HokusaiState.registry_store()
     app.register_blueprint(views.blueprint)
     app.register_blueprint(api_views.blueprint)
+    app.register_error_handler(RecursionError, _input_too_deep)
 
     @app.before_request
     def _remember_request() -> None:

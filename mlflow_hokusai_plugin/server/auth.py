@@ -75,7 +75,8 @@ class ApiKeyAuth:
     """The checks, shared by the Flask hook and the ASGI middleware.
 
     ``project_of`` may answer from a short cache (reads); ``fresh_project_of`` reads the registry
-    now (writes: a model deleted and re-created in another project must not inherit the old one).
+    now, as (exists, project) (writes: a model deleted and re-created in another project must not
+    inherit the old one, and an existing model of no project is not a new one).
     ``failures`` limits failed authentications per client address (set by the rate-limit setup).
     """
 
@@ -83,11 +84,11 @@ class ApiKeyAuth:
         self,
         keys: ApiKeyStore,
         project_of: Callable[[str], str | None],
-        fresh_project_of: Callable[[str], str | None] | None = None,
+        fresh_project_of: Callable[[str], tuple[bool, str | None]],
     ) -> None:
         self.keys = keys
         self.project_of = project_of
-        self.fresh_project_of = fresh_project_of or project_of
+        self.fresh_project_of = fresh_project_of
         self.failures: Any = None
 
     def authenticate(
@@ -127,15 +128,19 @@ class ApiKeyAuth:
             return f"this key is scoped to project '{scope}'; this route answers across projects"
         target = registry_target(rule)
         if target.declared_project is not None and target.declared_project != scope:
+            if not target.declared_project:
+                return f"this key is scoped to project '{scope}'; it cannot take a model out of it"
             return f"this key is scoped to project '{scope}', not '{target.declared_project}'"
-        writes = rule.role != READ
-        project = (self.fresh_project_of if writes else self.project_of)(target.name)
+        if rule.role == READ:
+            # No such model, or one of no project: nothing of another project to read.
+            project = self.project_of(target.name)
+            return None if project in (None, scope) else f"model '{target.name}' is not in this key's project"
+        exists, project = self.fresh_project_of(target.name)
         if project is not None:
             return None if project == scope else f"model '{target.name}' is not in this key's project"
-        if not writes:
-            return None  # no such model, or one of no project: nothing of another project to read
-        if rule.target in (Target.MODEL_CREATE, Target.REGISTER) and target.declared_project == scope:
-            return None
+        if not exists and rule.target in (Target.MODEL_CREATE, Target.REGISTER):
+            return None  # a new model of the key's own project (declared above)
+        # An existing model of no project is nobody's to claim with a scoped key.
         return f"this key may only write models tagged {T.PROJECT}={scope}"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, g, request
 
 from mlflow_hokusai_plugin.server.errors import error_response
 from mlflow_hokusai_plugin.server.permissions import ADMIN, READ, Target, route_key
@@ -67,16 +67,19 @@ def install_hokusai_route_permissions(app: Flask) -> None:
 
     @app.after_request
     def _grant_the_creator(response: Any) -> Any:
-        """A model created by ``models/register`` is managed by its creator, as MLflow's create is."""
+        """A model that ``models/register`` created is managed by its creator, as MLflow's create is
+        (only then: registering into a model one may EDIT must not make one its manager)."""
         if request.url_rule is None or response.status_code != 201:
             return response
         if current_rule().target != Target.REGISTER:
             return response
         from mlflow.server import auth as basic
 
+        name = getattr(g, "hokusai_created_model", None)
+        if not name:
+            return response  # the model existed: the user keeps the permission they had
         username = basic.authenticate_request().username
-        name = ((response.get_json(silent=True) or {}).get("model_version") or {}).get("name")
-        if not name or basic.store.get_user(username).is_admin:
+        if basic.store.get_user(username).is_admin:
             return response
         try:
             basic.store.grant_user_permission(username, "registered_model", name, "MANAGE")

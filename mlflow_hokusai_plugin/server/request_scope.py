@@ -24,6 +24,8 @@ from mlflow_hokusai_plugin.server.permissions import Rule, Target, route_key, ru
 # The one registry route MLflow serves from a plain Flask view, reading the query string.
 _ARTIFACT_DOWNLOAD = "/model-versions/get-artifact"
 _VERSION_SET_TAG = "mlflow/model-versions/set-tag"
+_MODEL_SET_TAG = "mlflow/registered-models/set-tag"
+_MODEL_TAG_WRITES = (_MODEL_SET_TAG, "mlflow/registered-models/delete-tag")
 
 
 class UndeterminedTarget(Exception):
@@ -37,7 +39,8 @@ class UndeterminedTarget(Exception):
 
 @dataclass(frozen=True)
 class RegistryTarget:
-    """The registered model a request is about, and the project a creation declares."""
+    """The registered model a request is about, and the project it declares for it (a creation's
+    ``hokusai.project`` tag, the project a tag write moves it to; ``""``: out of every project)."""
 
     name: str | None
     declared_project: str | None = None
@@ -86,9 +89,16 @@ def registry_target(rule: Rule) -> RegistryTarget:
     Raises UndeterminedTarget when the request cannot be read the way its handler reads it.
     """
     if rule.target == Target.MODEL:
-        if route_key(request.url_rule.rule) == _ARTIFACT_DOWNLOAD:
+        route = route_key(request.url_rule.rule)
+        if route == _ARTIFACT_DOWNLOAD:
             return RegistryTarget(_required(request.args.get("name"), "name"))
-        return RegistryTarget(_required(_mlflow_message().name, "name"))
+        message = _mlflow_message()
+        name = _required(message.name, "name")
+        # Setting a model's project moves it (with its versions) into that project, and deleting
+        # it takes it out of every project: both name the project the model goes to.
+        if route in _MODEL_TAG_WRITES and T.hokusai_key_of(message.key) == T.PROJECT:
+            return RegistryTarget(name, message.value if route == _MODEL_SET_TAG else "")
+        return RegistryTarget(name)
     if rule.target == Target.MODEL_CREATE:
         message = _mlflow_message()
         project = next((tag.value for tag in message.tags if tag.key == T.PROJECT), None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
+from mlflow_hokusai_plugin.core.attestation import document_predicate
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.lineage import LINEAGE_DIRECTIONS, lineage_graph
 from mlflow_hokusai_plugin.core.pagination import decode_page_token, encode_page_token
@@ -61,7 +62,7 @@ def metrics_exposition():
 def get_attestation(attestation_id: str):
     document = _state().hokusai_store().get_attestation(attestation_id)
     # Another project's attestation does not exist for a key scoped to this one.
-    if document is None or not _in_scope(document["model_id"].split("/", 1)[0]):
+    if document is None or not _document_in_scope(document):
         return not_found(f"attestation '{attestation_id}' does not exist")
     return jsonify(document)
 
@@ -71,7 +72,8 @@ def list_attestations():
     model_id = request.args.get("model_id")
     if not model_id:
         return invalid_parameter(ValidationError("model_id", "is required"))
-    return jsonify({"attestations": _state().hokusai_store().list_attestations(model_id)})
+    documents = _state().hokusai_store().list_attestations(model_id)
+    return jsonify({"attestations": [document for document in documents if _document_in_scope(document)]})
 
 
 @blueprint.app_errorhandler(ValidationError)
@@ -155,9 +157,16 @@ def _scope() -> str | None:
     return principal.project if principal is not None else None
 
 
-def _in_scope(model_name: str) -> bool:
+def _document_in_scope(document: dict) -> bool:
+    """Whether a scoped key may see an attestation: by the project signed into it, which no rename
+    or delete changes (the document's model name is the one it was signed under)."""
     scope = _scope()
-    return scope is None or _state().project_of(model_name) == scope
+    if scope is None:
+        return True
+    try:
+        return document_predicate(document)["model"].get("project") == scope
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _audit(action: str, target: str, *, after: dict) -> None:

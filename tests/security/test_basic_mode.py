@@ -100,3 +100,57 @@ def test_reading_a_models_lineage_needs_read_permission(basic_server):
     listed = send(server.url, "GET", f"/api/2.0/hokusai/attestations?model_id={name}/1", headers=reader)
     assert listed.status == 200
     assert send(server.url, "GET", f"/api/2.0/hokusai/models/{name}/lineage").status == 401
+
+
+def test_registering_into_a_model_one_may_edit_does_not_make_one_its_manager(basic_server, monkeypatch):
+    import mlflow
+
+    from tests.integration.test_server_plugin import log_candidate
+
+    server, admin, _, name = basic_server
+    password = "ed1tor-" + uuid.uuid4().hex
+    assert (
+        send(
+            server.url,
+            "POST",
+            "/api/2.0/mlflow/users/create",
+            {"username": "editor", "password": password},
+            headers=admin,
+        ).status
+        == 200
+    )
+    grant = {
+        "username": "editor",
+        "resource_type": "registered_model",
+        "resource_id": name,
+        "permission": "EDIT",
+    }
+    assert (
+        send(server.url, "POST", "/api/3.0/mlflow/users/permissions/grant", grant, headers=admin).status
+        == 200
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "editor")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    mlflow.set_tracking_uri(server.url)
+    mlflow.set_experiment(f"basic-editor-{uuid.uuid4().hex[:6]}")
+    candidate = log_candidate({"accuracy": 0.7})
+    body = {
+        "name": name,
+        "model_uri": candidate.uri,
+        "project": "basic",
+        "model_type": "classification",
+        "baseline": None,
+        "benchmark_metric": "accuracy",
+    }
+    registered = send(
+        server.url, "POST", "/api/2.0/hokusai/models/register", body, headers=basic("editor", password)
+    )
+    assert registered.status == 201, registered
+    permission = send(
+        server.url,
+        "GET",
+        f"/api/3.0/mlflow/users/permissions/get?username=editor&resource_type=registered_model&resource_id={name}",
+        headers=admin,
+    )
+    assert permission.status == 200, permission
+    assert "MANAGE" not in permission.body.decode() and "EDIT" in permission.body.decode()

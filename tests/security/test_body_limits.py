@@ -561,3 +561,25 @@ def test_a_refused_setting_stops_the_server(hokusai_servers):
     assert "HOKUSAI_MAX_BODY_BYTES='abc'" in message and "positive whole number" in message
     # Refused in the `mlflow server` process, before any worker starts.
     assert time.monotonic() - started < 60
+
+
+def test_a_string_field_a_handler_parses_cannot_crash_a_worker(uvicorn_default):
+    """MLflow's log-model handler json.loads ``model_json``: 100000 levels inside the string pass
+    the body's own depth scan (a string nests nothing), and used to overflow the C stack."""
+    target = uvicorn_default
+    run_id = new_run(target, target.key)
+    attacks = [
+        ("POST", "/api/2.0/mlflow/runs/log-model", {"run_id": run_id, "model_json": "[" * 100_000}),
+        ("POST", "/api/2.0/mlflow/runs/log-model", {"run_id": run_id, "model_json": '{"a":' * 100_000}),
+        (
+            "POST",
+            "/api/2.0/mlflow/runs/log-model",
+            # Closing brackets in an inner string first, which a bracket count would net out.
+            {"run_id": run_id, "model_json": '["' + "]" * 1000 + '", ' + "[" * 100_000},
+        ),
+    ]
+    for method, path, body in attacks:
+        answer = bounded_send(target, method, path, json.dumps(body).encode(), key=target.key)
+        assert answer.status == 400, answer
+        assert answer.json["error_code"] == "INVALID_PARAMETER_VALUE", answer
+    target.assert_workers_unchanged()

@@ -381,3 +381,130 @@ def test_a_request_whose_target_cannot_be_read_is_refused(world):
         )
         assert answer.status == 400, (body, answer)
         assert answer.error()[0] == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_scoped_key_cannot_claim_a_model_of_no_project(world):
+    server, keys, _, candidate = world
+    victim = f"untagged-{uuid.uuid4().hex[:6]}"
+    assert (
+        send(
+            server.url,
+            "POST",
+            "/api/2.0/mlflow/registered-models/create",
+            {"name": victim},
+            key=keys["admin"],
+        ).status
+        == 200
+    )
+    claims = [
+        (
+            "POST",
+            "/api/2.0/hokusai/models/register",
+            {
+                "name": victim,
+                "model_uri": candidate.uri,
+                "project": "proj-a",
+                "model_type": "classification",
+                "benchmark_metric": "accuracy",
+            },
+        ),
+        (
+            "POST",
+            "/api/2.0/mlflow/registered-models/set-tag",
+            {"name": victim, "key": "hokusai.project", "value": "proj-a"},
+        ),
+        ("DELETE", "/api/2.0/mlflow/registered-models/delete", {"name": victim}),
+    ]
+    for method, path, body in claims:
+        answer = send(server.url, method, path, body, key=keys["write_a"])
+        assert answer.status == 403, (path, answer)
+        assert answer.error()[0] == "PERMISSION_DENIED"
+    model = send(
+        server.url, "GET", f"/api/2.0/mlflow/registered-models/get?name={victim}", key=keys["admin"]
+    ).json
+    assert "tags" not in model["registered_model"] and "latest_versions" not in model["registered_model"]
+
+
+def test_a_scoped_key_cannot_move_its_model_out_of_its_project(world):
+    server, keys, _, _ = world
+    mine = f"proj-a-own-{uuid.uuid4().hex[:6]}"
+    created = send(
+        server.url,
+        "POST",
+        "/api/2.0/mlflow/registered-models/create",
+        {"name": mine, "tags": [{"key": "hokusai.project", "value": "proj-a"}]},
+        key=keys["write_a"],
+    )
+    assert created.status == 200, created
+    moves = [
+        (
+            "POST",
+            "/api/2.0/mlflow/registered-models/set-tag",
+            {"name": mine, "key": "hokusai.project", "value": "proj-b"},
+        ),
+        (
+            "POST",
+            "/ajax-api/2.0/mlflow/registered-models/set-tag",
+            json.dumps(json.dumps({"name": mine, "key": "hokusai.project", "value": "proj-b"})),
+        ),
+        ("DELETE", "/api/2.0/mlflow/registered-models/delete-tag", {"name": mine, "key": "hokusai.project"}),
+    ]
+    for method, path, body in moves:
+        answer = send(server.url, method, path, body, key=keys["write_a"])
+        assert answer.status == 403, (path, answer)
+    model = send(
+        server.url, "GET", f"/api/2.0/mlflow/registered-models/get?name={mine}", key=keys["admin"]
+    ).json
+    assert {t["key"]: t["value"] for t in model["registered_model"]["tags"]} == {"hokusai.project": "proj-a"}
+
+
+def test_an_attestation_is_scoped_by_its_signed_project_across_a_rename(world):
+    server, keys, _, _ = world
+    import mlflow as fluent
+
+    os.environ["MLFLOW_TRACKING_TOKEN"] = keys["admin"]
+    try:
+        fluent.set_tracking_uri(server.url)
+        client = MlflowClient(server.url, registry_uri=server.url)
+        old = f"proj-b-{uuid.uuid4().hex[:6]}"
+        tags = {
+            "hokusai.project": "proj-b",
+            "hokusai.model_type": "classification",
+            "hokusai.benchmark.metric": "accuracy",
+        }
+        client.create_registered_model(old, tags={"hokusai.project": "proj-b"})
+        fluent.register_model(log_candidate({"accuracy": 0.7}).uri, old, tags=tags)
+        improved = fluent.register_model(
+            log_candidate({"accuracy": 0.8}).uri,
+            old,
+            tags={
+                **tags,
+                "hokusai.baseline": f"{old}/1",
+                "hokusai.contributors": json.dumps([{"address": ALICE, "weight_bps": 10000}]),
+            },
+        )
+        attestation_id = improved.tags["hokusai.attestation.id"]
+        client.rename_registered_model(old, f"{old}-renamed")
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+    # Project A takes the old name; the document still says models:/<old>/2, signed in project B.
+    assert (
+        send(
+            server.url,
+            "POST",
+            "/api/2.0/mlflow/registered-models/create",
+            {"name": old, "tags": [{"key": "hokusai.project", "value": "proj-a"}]},
+            key=keys["write_a"],
+        ).status
+        == 200
+    )
+    assert (
+        send(server.url, "GET", f"/api/2.0/hokusai/attestations/{attestation_id}", key=keys["read_a"]).status
+        == 404
+    )
+    assert (
+        send(server.url, "GET", f"/api/2.0/hokusai/attestations/{attestation_id}", key=keys["admin"]).status
+        == 200
+    )
+    listed = send(server.url, "GET", f"/api/2.0/hokusai/attestations?model_id={old}/2", key=keys["read_a"])
+    assert listed.status == 200 and listed.json["attestations"] == []

@@ -39,6 +39,7 @@ from mlflow_hokusai_plugin.server.openapi import (
     docs_html,
     openapi_document,
 )
+from mlflow_hokusai_plugin.server.request_context import basic_auth_username
 
 _logger = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def _mlflow_request_problem(descriptor: Any) -> tuple[str, str] | None:
         if problem:
             return name, problem
     if request.method == "GET" and request.args:
-        return _field_problem(descriptor, request.args.to_dict())
+        return _field_problem(descriptor, request.args.to_dict()) or _path_problem(request.args.get("path"))
     body = request.get_json(force=True, silent=True)
     if body is None and request.endpoint in _JSON_BODY_REQUIRED:
         return "body", "a JSON object is required"
@@ -216,7 +217,24 @@ def _mlflow_request_problem(descriptor: Any) -> tuple[str, str] | None:
             return "body", "is a JSON string that does not hold JSON"
     if body is not None and not isinstance(body, dict):
         return "body", f"must be a JSON object, not {_json_type(body)}"
-    return (S.find_bad_text(body) or _field_problem(descriptor, body)) if body else None
+    if not body:
+        return None
+    return S.find_bad_text(body) or _field_problem(descriptor, body) or _path_problem(body.get("path"))
+
+
+def _path_problem(path: Any) -> tuple[str, str] | None:
+    """MLflow's ``validate_path_is_safe`` percent-decodes an artifact path until it stops changing,
+    at most 10 times, then raises ValueError (a 500): ``%25252525...`` or many leading slashes
+    (which ``urlunparse`` keeps shortening) never settle."""
+    if not isinstance(path, str):
+        return None
+    from mlflow.utils.uri import _decode
+
+    try:
+        _decode(path)
+    except ValueError:
+        return "path", "is not an artifact path (it does not settle when percent-decoded)"
+    return None
 
 
 _INTEGER_TYPES = frozenset(
@@ -284,6 +302,36 @@ def _integer_like(value: Any) -> bool:
             return False
         return True
     return False
+
+
+def _model_version_artifact_problem() -> tuple[str, str] | None:
+    """(field, problem) that keeps MLflow's ``/model-versions/get-artifact`` view from serving the
+    current request, or None: it reads ``name``, ``version`` (``int(None)`` when missing) and
+    ``path`` (a KeyError when missing) from the query string."""
+    for name, value in request.args.items(multi=True):
+        problem = S.text_problem(value)
+        if problem:
+            return name, problem
+    for name in ("name", "version", "path"):
+        if not request.args.get(name):
+            return name, "is required"
+    if not _integer_like(request.args["version"]):
+        return "version", f"must be an integer, got {request.args['version'][:40]!r}"
+    return _path_problem(request.args["path"])
+
+
+def _run_artifact_problem() -> tuple[str, str] | None:
+    """(field, problem) that keeps MLflow's ``/get-artifact`` view from serving the current request,
+    or None: it reads ``run_id`` (or ``run_uuid``) and ``path`` (a KeyError when missing)."""
+    for name, value in request.args.items(multi=True):
+        problem = S.text_problem(value)
+        if problem:
+            return name, problem
+    if not (request.args.get("run_id") or request.args.get("run_uuid")):
+        return "run_id", "is required"
+    if not request.args.get("path"):
+        return "path", "is required"
+    return _path_problem(request.args["path"])
 
 
 def _graphql_problem() -> tuple[str, str] | None:
@@ -362,6 +410,8 @@ def _guard_mlflow_views(state) -> None:
         for endpoint, descriptor in _mlflow_message_endpoints().items()
     }
     checks["_graphql"] = _graphql_problem
+    checks["serve_model_version_artifact"] = _model_version_artifact_problem
+    checks["serve_artifacts"] = _run_artifact_problem
     for endpoint, problem_of in checks.items():
         view = views.get(endpoint)
         if view is not None and not getattr(view, "hokusai_guarded", False):
@@ -393,8 +443,9 @@ def _principal() -> str:
     """Whose idempotency keys these are: the API-key principal, the basic-auth user, else anonymous."""
     principal = getattr(g, "hokusai_principal", None)
     name = getattr(principal, "name", None) or getattr(g, "hokusai_actor", None)
-    if not name and request.authorization is not None and request.authorization.username:
-        name = f"user:{request.authorization.username}"
+    username = None if name else basic_auth_username(request)
+    if username:
+        name = f"user:{username}"
     return str(name or "anonymous")[:256]
 
 

@@ -11,7 +11,6 @@ never see.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import json
 import logging
@@ -56,7 +55,7 @@ def presented_key(headers: Any) -> str | None:
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
             return None
         return decoded.partition(":")[2] or None
     return None
@@ -138,8 +137,8 @@ class ApiKeyAuth:
         exists, project = self.fresh_project_of(target.name)
         if project is not None:
             return None if project == scope else f"model '{target.name}' is not in this key's project"
-        if not exists and rule.target in (Target.MODEL_CREATE, Target.REGISTER):
-            return None  # a new model of the key's own project (declared above)
+        if not exists and rule.target in (Target.MODEL_CREATE, Target.REGISTER) and target.declared_project:
+            return None  # a new model, declared in the key's own project (checked above)
         # An existing model of no project is nobody's to claim with a scoped key.
         return f"this key may only write models tagged {T.PROJECT}={scope}"
 

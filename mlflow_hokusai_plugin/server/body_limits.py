@@ -198,19 +198,20 @@ class BodyLimits:
     max_body_bytes: int
     max_json_depth: int
 
+    # Messages name the field first, as every refusal of the server does ("body: ...").
     def too_large(self, what: str = "the request body") -> Refusal:
         return Refusal(
             413,
             "REQUEST_TOO_LARGE",
-            f"{what} is larger than {self.max_body_bytes} bytes, the limit set by {MAX_BODY_BYTES_ENV}",
+            f"body: {what} is larger than {self.max_body_bytes} bytes, the limit set by {MAX_BODY_BYTES_ENV}",
         )
 
     def too_deep(self) -> Refusal:
         return Refusal(
             400,
             "INVALID_PARAMETER_VALUE",
-            f"the request body nests deeper than {self.max_json_depth} levels of JSON arrays and "
-            f"objects, the limit set by {MAX_JSON_DEPTH_ENV}",
+            f"body: the request body nests deeper than {self.max_json_depth} levels of JSON arrays "
+            f"and objects, the limit set by {MAX_JSON_DEPTH_ENV}",
         )
 
     def check(

@@ -21,10 +21,23 @@ def current_actor() -> str:
     actor = getattr(g, "hokusai_actor", None)
     if actor:
         return actor
-    auth = request.authorization
-    if auth is not None and auth.username:
-        return f"user:{auth.username}"
+    username = basic_auth_username(request)
+    if username:
+        return f"user:{username}"
     return f"anonymous@{request.remote_addr or 'unknown'}"
+
+
+def basic_auth_username(request) -> str | None:
+    """The basic-auth user name of a Flask request, or None.
+
+    Werkzeug's ``request.authorization`` raises ValueError for a ``Basic`` value with non-ASCII
+    characters (it would be a 500); such a header names nobody.
+    """
+    try:
+        auth = request.authorization
+    except ValueError:
+        return None
+    return auth.username if auth is not None and auth.username else None
 
 
 def current_request_id() -> str | None:
@@ -36,5 +49,8 @@ def current_request_id() -> str | None:
         return None
     if not getattr(g, "hokusai_request_id", None):
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.hokusai_request_id = incoming[:64] if incoming.isprintable() and incoming else uuid.uuid4().hex
+        # Echoed in a response header, which the WSGI bridge encodes as ASCII: anything else is
+        # replaced, not echoed (a non-ASCII id was a 500 on every API route).
+        usable = incoming and incoming.isascii() and incoming.isprintable()
+        g.hokusai_request_id = incoming[:64] if usable else uuid.uuid4().hex
     return g.hokusai_request_id

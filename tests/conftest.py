@@ -133,6 +133,32 @@ class HokusaiServers:
         self._running.append(server)
         return server
 
+    def start_basic_auth(self, backend: str = "postgresql", *, workers: int = 2, env: dict | None = None):
+        """A server in ``HOKUSAI_AUTH=basic`` mode (MLflow's users, ``default_permission = READ``,
+        its own auth database): returns (server, the ``admin`` user's password)."""
+        folder = self.tmp.mktemp("basic-auth")
+        config = folder / "basic_auth.ini"
+        config.write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = sqlite:///{folder / 'basic_auth.db'}\n"
+            "admin_username = admin\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        password = "adm1n-" + uuid.uuid4().hex
+        server = self.start(
+            backend,
+            workers=workers,
+            env={
+                "HOKUSAI_AUTH": "basic",
+                "HOKUSAI_DEV_MODE": "",
+                "MLFLOW_AUTH_CONFIG_PATH": str(config),
+                "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
+                **(env or {}),
+            },
+        )
+        return server, password
+
     def stop_all(self) -> None:
         for server in self._running:
             server.stop()

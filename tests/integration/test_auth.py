@@ -252,26 +252,8 @@ def test_admin_routes_create_keys_and_failures_are_logged_without_the_key(secure
         assert key not in log
 
 
-def test_basic_mode_reuses_mlflow_basic_auth_users(hokusai_servers, tmp_path, monkeypatch):
-    config = tmp_path / "basic_auth.ini"
-    config.write_text(
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{tmp_path / 'basic_auth.db'}\n"
-        "admin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    password = "adm1n-" + uuid.uuid4().hex
-    server = hokusai_servers.start(
-        "sqlite",
-        workers=2,
-        env={
-            "HOKUSAI_AUTH": "basic",
-            "HOKUSAI_DEV_MODE": "",
-            "MLFLOW_AUTH_CONFIG_PATH": str(config),
-            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
-        },
-    )
+def test_basic_mode_reuses_mlflow_basic_auth_users(hokusai_servers, monkeypatch):
+    server, password = hokusai_servers.start_basic_auth("sqlite", workers=2)
     assert call(f"{server.url}/api/2.0/mlflow/registered-models/search")[0] == 401
     assert call(f"{server.url}/api/2.0/hokusai/models/x/1/lineage")[0] == 401
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")

@@ -88,3 +88,12 @@ def worker_pids(server) -> set[int]:
     pids = process_tree(server._process.pid)
     assert len(pids) >= 2, f"server {server.url} has no workers: {pids}"
     return pids
+
+
+def assert_workers_alive(server, pids: set[int], why: str = "a worker crashed or was restarted") -> None:
+    """Every process ``pids`` named is still running: none died, none was replaced.
+
+    A subset, not equality: the server may start helpers of its own (MLflow's job runner) meanwhile.
+    """
+    gone = pids - worker_pids(server)
+    assert not gone, f"{why}: {sorted(gone)} no longer run"

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.security.attack import send, worker_pids
+from tests.security.attack import assert_workers_alive, send, worker_pids
 
 
 def basic(username: str, password: str) -> dict[str, str]:
@@ -16,27 +16,8 @@ def basic(username: str, password: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def basic_server(hokusai_servers, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("basic-auth")
-    config = folder / "basic_auth.ini"
-    config.write_text(
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{folder / 'basic_auth.db'}\n"
-        "admin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    password = "adm1n-" + uuid.uuid4().hex
-    server = hokusai_servers.start(
-        "postgresql",
-        workers=2,
-        env={
-            "HOKUSAI_AUTH": "basic",
-            "HOKUSAI_DEV_MODE": "",
-            "MLFLOW_AUTH_CONFIG_PATH": str(config),
-            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
-        },
-    )
+def basic_server(hokusai_servers):
+    server, password = hokusai_servers.start_basic_auth("postgresql", workers=2)
     admin = basic("admin", password)
     user_password = "us3r-" + uuid.uuid4().hex
     created = send(
@@ -58,7 +39,7 @@ def basic_server(hokusai_servers, tmp_path_factory):
     assert made.status == 200, made
     pids = worker_pids(server)
     yield server, admin, basic("reader", user_password), name
-    assert worker_pids(server) == pids
+    assert_workers_alive(server, pids)
 
 
 def test_admin_routes_need_an_mlflow_admin(basic_server):

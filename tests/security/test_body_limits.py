@@ -26,7 +26,7 @@ from mlflow import MlflowClient
 
 from mlflow_hokusai_plugin.embedded_server import ServerStartError
 from tests.integration.test_auth import make_key
-from tests.security.attack import Answer, send, worker_pids
+from tests.security.attack import Answer, assert_workers_alive, send, worker_pids
 
 MiB = 1024 * 1024
 SMALL_LIMIT = MiB
@@ -225,7 +225,7 @@ class Target:
         return self.server.url
 
     def assert_workers_unchanged(self) -> None:
-        assert worker_pids(self.server) == self.pids, "a worker died or was restarted"
+        assert_workers_alive(self.server, self.pids, "a worker died or was restarted")
 
 
 def _start(hokusai_servers, name: str, gunicorn: bool, limit: int | None) -> Target:
@@ -510,27 +510,10 @@ def test_otlp_protobuf_gets_the_size_limit_but_not_the_depth_scan(uvicorn_defaul
 # -- HOKUSAI_AUTH=basic ---------------------------------------------------------------------------
 
 
-def test_basic_auth_mode_has_the_limits_too(hokusai_servers, tmp_path):
+def test_basic_auth_mode_has_the_limits_too(hokusai_servers):
     """MLflow's basic-auth app (its own hooks parse bodies too, and under uvicorn its own FastAPI
     app is served): deep bodies are a 400 and long ones a 413 there as well."""
-    config = tmp_path / "basic_auth.ini"
-    config.write_text(
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{tmp_path / 'basic_auth.db'}\n"
-        "admin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    server = hokusai_servers.start(
-        "sqlite",
-        workers=2,
-        env={
-            "HOKUSAI_AUTH": "basic",
-            "HOKUSAI_DEV_MODE": "",
-            "MLFLOW_AUTH_CONFIG_PATH": str(config),
-            "MLFLOW_AUTH_ADMIN_PASSWORD": "adm1n-" + uuid.uuid4().hex,
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
-        },
-    )
+    server, _ = hokusai_servers.start_basic_auth("sqlite", workers=2)
     pids = settled_pids(server)
     for method, path in FLASK_TARGETS[:3] + NATIVE_TARGETS[:2]:
         for body in (DEEP_BODIES["brackets"], DEEP_BODIES["objects-in-a-string"]):
@@ -540,7 +523,7 @@ def test_basic_auth_mode_has_the_limits_too(hokusai_servers, tmp_path):
         headers = {"Content-Type": "application/json", "Content-Length": str(500 * MiB)}
         status, body, _ = raw_request(server, head(server, method, path, headers))
         assert status == 413, (path, body[:200])
-    assert worker_pids(server) == pids
+    assert_workers_alive(server, pids)
 
 
 # -- settings -------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ on the model, and the pipeline's own registration steps.
 from __future__ import annotations
 
 import base64
-import uuid
 
 import mlflow
 import pytest
@@ -555,28 +554,9 @@ def test_the_pipeline_registration_steps_still_work(world, runs):
 
 
 @pytest.fixture(scope="module")
-def basic_world(hokusai_servers, tmp_path_factory):
+def basic_world(hokusai_servers):
     """A basic-auth server (MLflow's users; its admin) on PostgreSQL, 2 workers, and its world."""
-    directory = tmp_path_factory.mktemp("basic-auth")
-    config = directory / "basic_auth.ini"
-    config.write_text(
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{directory / 'basic_auth.db'}\n"
-        "admin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    password = "adm1n-" + uuid.uuid4().hex
-    server = hokusai_servers.start(
-        "postgresql",
-        workers=2,
-        env={
-            "HOKUSAI_AUTH": "basic",
-            "HOKUSAI_DEV_MODE": "",
-            "MLFLOW_AUTH_CONFIG_PATH": str(config),
-            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
-        },
-    )
+    server, password = hokusai_servers.start_basic_auth("postgresql", workers=2)
     with mlflow_env(), pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         patch.setenv("MLFLOW_TRACKING_PASSWORD", password)

@@ -21,7 +21,7 @@ from tests.integration.test_server_plugin import (
     sql,
 )
 from tests.integration.test_services import ALICE
-from tests.security.attack import send, worker_pids
+from tests.security.attack import assert_workers_alive, send, worker_pids
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def server(hokusai_servers):
     started = hokusai_servers.start("postgresql", workers=2)
     pids = worker_pids(started)
     yield started
-    assert worker_pids(started) == pids
+    assert_workers_alive(started, pids)
 
 
 def baseline(client, name: str) -> str:

@@ -81,11 +81,16 @@ class HokusaiServers:
     prefix unless ``artifacts_destination`` is given.
     """
 
+    # The session's instance, for the module teardown that stops each module's servers.
+    current: HokusaiServers | None = None
+
     def __init__(self, postgres, s3, tmp_path_factory) -> None:
         self.postgres, self.s3, self.tmp = postgres, s3, tmp_path_factory
         self.attester_key = "0x" + "5e" * 32
         self._running: list[MlflowServerProcess] = []
         self._databases: list[str] = []
+        self._kept: set[str] = set()  # store URIs of the servers the whole session shares
+        HokusaiServers.current = self
 
     def store_uri(self, backend: str = "postgresql") -> str:
         if backend == "sqlite":
@@ -159,6 +164,34 @@ class HokusaiServers:
         )
         return server, password
 
+    def keep(self, server: MlflowServerProcess) -> MlflowServerProcess:
+        """Keep ``server`` (and its database) until the end of the session, not of its module."""
+        self._kept.add(server.store_uri)
+        return server
+
+    def mark(self) -> tuple[int, int]:
+        """How many servers and databases there are now, for :meth:`stop_since`."""
+        return len(self._running), len(self._databases)
+
+    def stop_since(self, mark: tuple[int, int]) -> None:
+        """Stop the servers started, and drop the databases made, since ``mark`` (but kept ones).
+
+        Each server holds database connections in every worker: kept to the end of the session,
+        the suite's servers would exhaust PostgreSQL's connections (100 by default).
+        """
+        servers, databases = mark
+        for server in self._running[servers:]:
+            if server.store_uri not in self._kept:
+                server.stop()
+        kept_urls = {uri.split("://", 1)[1] for uri in self._kept}
+        for url in self._databases[databases:]:
+            if url.split("://", 1)[1] not in kept_urls:
+                self.postgres.drop_database(url)
+        self._running[servers:] = [s for s in self._running[servers:] if s.store_uri in self._kept]
+        self._databases[databases:] = [
+            u for u in self._databases[databases:] if u.split("://", 1)[1] in kept_urls
+        ]
+
     def stop_all(self) -> None:
         for server in self._running:
             server.stop()
@@ -176,7 +209,20 @@ def hokusai_servers(postgres, s3, tmp_path_factory):
 @pytest.fixture(scope="session")
 def hokusai_server(hokusai_servers):
     """One shared hokusai server: uvicorn, 2 workers, PostgreSQL, S3."""
-    return hokusai_servers.start("postgresql", workers=2)
+    return hokusai_servers.keep(hokusai_servers.start("postgresql", workers=2))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_the_modules_servers():
+    """At the end of each module, stop the hokusai servers it started (not the shared one).
+
+    Asks for no fixture, so a module without servers (the unit tests) starts no service.
+    """
+    before = HokusaiServers.current
+    mark = before.mark() if before is not None else (0, 0)
+    yield
+    if HokusaiServers.current is not None:
+        HokusaiServers.current.stop_since(mark)
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,8 @@ def test_attesting_through_tag_writes_counts_against_the_registration_limit(limi
     os.environ["MLFLOW_TRACKING_TOKEN"] = key
     try:
         mlflow.set_tracking_uri(server.url)
+        # mlflow.register_model follows the registry URI, which another module may have left set.
+        mlflow.set_registry_uri(server.url)
         mlflow.set_experiment("abuse-limits")
         client = MlflowClient(server.url, registry_uri=server.url)
         name = f"limits-{uuid.uuid4().hex[:6]}"

@@ -39,6 +39,8 @@ def world(hokusai_servers):
     models = {}
     try:
         mlflow.set_tracking_uri(server.url)
+        # mlflow.register_model follows the registry URI, which another module may have left set.
+        mlflow.set_registry_uri(server.url)
         mlflow.set_experiment("scope-attacks")
         client = MlflowClient(server.url, registry_uri=server.url)
         for project in ("proj-a", "proj-b"):
@@ -465,6 +467,7 @@ def test_an_attestation_is_scoped_by_its_signed_project_across_a_rename(world):
     os.environ["MLFLOW_TRACKING_TOKEN"] = keys["admin"]
     try:
         fluent.set_tracking_uri(server.url)
+        fluent.set_registry_uri(server.url)
         client = MlflowClient(server.url, registry_uri=server.url)
         old = f"proj-b-{uuid.uuid4().hex[:6]}"
         tags = {

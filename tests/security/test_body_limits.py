@@ -454,7 +454,9 @@ def test_otlp_protobuf_gets_the_size_limit_but_not_the_depth_scan(uvicorn_defaul
     headers = {"x-mlflow-experiment-id": experiment_id}
     request = ExportTraceServiceRequest()
     span = request.resource_spans.add().scope_spans.add().spans.add()
-    span.trace_id, span.span_id, span.name = os.urandom(16), os.urandom(8), "[" * 5000
+    # Random ids, but without a "[" byte of their own, so the count below is exactly the name's.
+    span.trace_id, span.span_id = (os.urandom(n).replace(b"[", b"]") for n in (16, 8))
+    span.name = "[" * 5000
     span.start_time_unix_nano, span.end_time_unix_nano = 1_700_000_000_000_000_000, 1_700_000_001_000_000_000
     protobuf = request.SerializeToString()
     assert protobuf.count(b"[") == 5000

@@ -3,19 +3,31 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint unit tools clean bench
+.PHONY: install demo test test-quick lint unit tools clean bench
+
+# On a terminal pip shows what it downloads, with progress bars; in a log (CI, a pipe) it stays
+# quiet, and the phase lines say what is going on during the minutes of a first install.
+PIP_INSTALL = if [ -t 1 ]; then output="--progress-bar on"; else output="--quiet --progress-bar off"; fi; \
+	$(BIN)/pip install $$output
 
 $(BIN)/hokusai: setup.py
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $@
+	@echo "make install: creating the virtualenv $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "make install: upgrading pip in $(VENV)"
+	@$(PIP_INSTALL) --upgrade pip
+	@echo "make install: installing mlflow-hokusai-plugin and its dependencies into $(VENV)" \
+		"(first time: a few minutes)..."
+	@$(PIP_INSTALL) -e '.[dev]'
+	@touch $@
+	@echo "make install: done; $(BIN)/hokusai is installed"
 
 install: $(BIN)/hokusai
 
 ## The main job: baseline, improvement, DeltaOne and a verified attestation on an embedded server.
+## `make demo DEMO_ARGS=--keep-serving` keeps the UI up; SIGTERM or Ctrl-C stops everything it started.
+DEMO_ARGS ?=
 demo: install
-	$(BIN)/hokusai demo
+	$(BIN)/hokusai demo $(DEMO_ARGS)
 
 ## Lint, then every test (PostgreSQL, S3 over HTTP and MLflow servers are started by the tests).
 test: lint tools
@@ -39,6 +51,10 @@ tools:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Every test but those marked slow (a minute or more each): about half the time of `make test`.
+test-quick: lint tools
+	$(BIN)/pytest -m "not slow"
 
 ## Only the pure-logic tests: seconds, no services.
 unit: install

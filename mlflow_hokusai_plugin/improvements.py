@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,8 +28,15 @@ from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.attestation import document_predicate
 from mlflow_hokusai_plugin.core.contributors import attribute
 from mlflow_hokusai_plugin.core.errors import ValidationError
-from mlflow_hokusai_plugin.core.issuance import AttestedImprovement, OnchainTarget, attest_improvement
+from mlflow_hokusai_plugin.core.issuance import (
+    AttestedImprovement,
+    OnchainTarget,
+    attest_improvement,
+    renew_mint_request,
+)
 from mlflow_hokusai_plugin.core.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, compute_improvement
+from mlflow_hokusai_plugin.core.mint_request import DEFAULT_SIGNATURE_TTL, LineageFacts
+from mlflow_hokusai_plugin.core.progress import Progress, no_progress
 from mlflow_hokusai_plugin.db.models import ContributorTotal
 from mlflow_hokusai_plugin.db.store import HokusaiStore, contribution_records, edge_record
 from mlflow_hokusai_plugin.services.mlflow_facts import RunFacts, run_facts
@@ -62,7 +69,24 @@ class RegistryAccess(Protocol):
         version in one transaction."""
         ...
 
+    def update_description(
+        self,
+        name: str,
+        version: str | int,
+        rewrite: Callable[[str | None, dict[str, str]], str | None],
+    ) -> bool:
+        """Set one version's description to ``rewrite(its description, its tags)`` (None: keep
+        it), written only over the description ``rewrite`` saw (else rewritten again); whether
+        anything was written."""
+        ...
+
     def pending_versions(self) -> list[tuple[str, str]]: ...
+
+    def undigested_versions(self) -> list[tuple[str, str]]: ...
+
+    def first_baseline_version(self, name: str) -> str | None: ...
+
+    def versions_with_digest(self, name: str, digest: str) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -111,6 +135,7 @@ class Registrar:
         store: HokusaiStore,
         signer: Callable[[], Any],
         onchain: Callable[[str], OnchainTarget | None] | None = None,
+        deadline: Callable[[], int] | None = None,
         audit: Any = None,
     ) -> None:
         self.registry = registry
@@ -118,6 +143,8 @@ class Registrar:
         self.store = store
         self._signer = signer
         self._onchain = onchain or (lambda name: None)
+        # The EIP-712 deadline of a signature made now (unix seconds): the server's setting.
+        self._deadline = deadline or (lambda: int(time.time()) + DEFAULT_SIGNATURE_TTL)
         self.audit = audit
 
     # -- before MLflow writes -----------------------------------------------------------------
@@ -208,7 +235,8 @@ class Registrar:
         read nor validated a second time, and ``written`` is brought up to date with the tags and
         description stored, so the caller can answer with it without reading it back. Otherwise
         (a tag set later, the reconciler, a migration) both are read afresh. Idempotent: a version
-        already recorded only gets its server tags (re)written.
+        already recorded only gets its server tags (re)written. Then the baseline's summary lists
+        it (:meth:`_list_on_baseline`, which never fails the call).
         """
         delay = os.environ.get(FAULT_DELAY_ENV)
         if delay:
@@ -251,18 +279,21 @@ class Registrar:
                     },
                 )
         self._write_server_tags(mv, document)
+        self._list_on_baseline(document["baseline_model_id"])
         return document
 
-    def reconcile(self) -> list[dict]:
+    def reconcile(self, progress: Progress = no_progress) -> list[dict]:
         """Complete every version left pending (a crash between MLflow's write and ours).
 
         One version never stops the others, and none is retried forever for its input: a version
         that can never be signed (its run deleted, a tag edited or removed, a value the store
         cannot hold) is marked ``failed`` and reported with the reason; only one that the
         infrastructure failed (artifact store, database) stays ``pending`` for the next pass.
+        ``progress`` advances once per version examined.
         """
         results = []
-        for name, version in self.registry.pending_versions():
+        pending = self.registry.pending_versions()
+        for name, version in progress(pending, total=len(pending), desc="pending registrations"):
             model_id = T.format_model_id(name, version)
             try:
                 document = self.complete(name, version)
@@ -289,11 +320,147 @@ class Registrar:
             results.append({"model_id": model_id, "status": "failed", "error": str(error)})
         return results
 
+    def record_artifact_digest(self, mv: Any) -> str | None:
+        """Compute and tag the ``hokusai.artifact_digest`` of a version just registered (a
+        baseline's is its model's on-chain genesis); ``mv`` is brought up to date. None, logged,
+        when the artifact store fails: the digest is then computed when an improvement names it."""
+        try:
+            digest = self._artifact_digest(mv, None)
+        except Exception:  # noqa: BLE001 - the registration itself has succeeded
+            _logger.exception("the artifact digest of %s/%s is left for later", mv.name, mv.version)
+            return None
+        mv._add_tag(ModelVersionTag(T.ARTIFACT_DIGEST, digest))
+        return digest
+
+    def renew(
+        self,
+        attestation_id: str,
+        may_renew: Callable[[dict, str], bool] = lambda document, model_id: True,
+        *,
+        actor: str = "hokusai",
+        request_id: str | None = None,
+    ) -> dict | None:
+        """Sign the EIP-712 part of an attestation again, with a fresh deadline.
+
+        Returns the renewed document, or None when there is no such attestation or ``may_renew``
+        (given the document and its model id now) says the caller may not see it. The DSSE
+        Statement, ``attestationHash`` and ``idempotencyKey`` are kept; a document of the older
+        MintRequest types gets today's; the earlier signing goes to ``eip712.history``. The
+        request is for the model's on-chain target now: one removed or changed since is refused.
+        ``actor`` and ``request_id`` are who asked, for the audit chain.
+        """
+        signer = self._signer()
+        samples = self.store.contributed_samples(attestation_id)
+        refused: list[bool] = []
+        renewed_model: list[str] = []
+
+        def renewed(document: dict, model_id: str) -> dict:
+            if not may_renew(document, model_id):
+                refused.append(True)
+                return document
+            renewed_model[:] = [model_id]
+            return renew_mint_request(
+                document,
+                signer,
+                onchain=self._current_target(model_id),
+                deadline=self._deadline(),
+                total_samples=samples,
+                renewed_at=utc_iso(),
+            )
+
+        document = self.store.replace_attestation(attestation_id, renewed)
+        if document is None or refused:
+            return None
+        part = document.get("eip712") or {}
+        deadline = ((part.get("typed_data") or {}).get("message") or {}).get("payload", {}).get("deadline")
+        if renewed_model:
+            self._tag_eip712(renewed_model[0], document)
+        if self.audit is not None:
+            self.audit.append(
+                actor=actor,
+                action="hokusai.renew",
+                target=f"attestation:{attestation_id}",
+                after={"deadline": deadline},
+                request_id=request_id,
+            )
+        return document
+
+    def _tag_eip712(self, model_id: str, document: dict) -> None:
+        """Bring the version's ``hokusai.attestation.eip712`` tag up to date (a first MintRequest
+        signed by a renewal); a version gone meanwhile has nothing to tag."""
+        wanted = self._eip712_tag(document)
+        if wanted is None:
+            return
+        name, _, version = model_id.rpartition("/")
+        try:
+            if (self.registry.get_model_version(name, version).tags or {}).get(
+                T.ATTESTATION_EIP712
+            ) != wanted:
+                self.registry.set_tag(name, version, T.ATTESTATION_EIP712, wanted)
+        except Exception:  # noqa: BLE001 - the document is stored; the tag is an index of it
+            _logger.warning("could not tag %s after renewing its attestation", model_id, exc_info=True)
+
+    @staticmethod
+    def _eip712_tag(document: dict) -> str | None:
+        if document.get("eip712") is not None:
+            return T.EIP712_SIGNED
+        if document.get("eip712_omitted"):
+            return f"omitted: {document['eip712_omitted']}"[: bounds.SERVER_TAG_VALUE_LENGTH]
+        return None
+
+    def backfill_artifact_digests(self, progress: Progress = no_progress) -> list[dict]:
+        """Tag every baseline that has no ``hokusai.artifact_digest`` with it (its model's genesis
+        commitment); one result per version: ``{"model_id", "digest"}`` or ``{"model_id", "error"}``.
+        ``progress`` advances once per version digested (their number is not known in advance)."""
+        results, failed = [], set()
+
+        def undigested() -> Iterator[tuple[str, str]]:
+            # Lazily, batch after batch: the next query must see the tags the previous batch wrote
+            # and the versions it failed on.
+            while True:
+                batch = [item for item in self.registry.undigested_versions() if item not in failed]
+                if not batch:
+                    return
+                yield from batch
+
+        for name, version in progress(undigested(), desc="baseline digests"):
+            model_id = T.format_model_id(name, version)
+            try:
+                mv = self.registry.get_model_version(name, version)
+                results.append({"model_id": model_id, "digest": self._artifact_digest(mv, None)})
+            except Exception as exc:  # noqa: BLE001 - one missing artifact must not stop the rest
+                failed.add((name, version))
+                results.append({"model_id": model_id, "error": str(exc)})
+        return results
+
     # -- internals ----------------------------------------------------------------------------
+
+    def _current_target(self, model_id: str) -> OnchainTarget | None:
+        """The target of a model version's registered model now, None if it has none (or is gone)."""
+        name = model_id.rpartition("/")[0]
+        try:
+            return self._onchain(name)
+        except ValidationError:
+            raise
+        except Exception:  # noqa: BLE001 - e.g. the model was deleted: no target
+            return None
+
+    def _onchain_target(self, name: str) -> tuple[OnchainTarget | None, str | None]:
+        """The model's DeltaVerifier target, or why there is none (the DSSE attestation is signed
+        either way: it never depends on the EIP-712 part)."""
+        try:
+            return self._onchain(name), None
+        except ValidationError as exc:
+            return None, str(exc)
 
     def _attest(self, mv: Any, prepared: Prepared) -> AttestedImprovement:
         parsed = prepared.tags
         baseline = prepared.baseline
+        onchain, omitted = self._onchain_target(mv.name)
+        samples = [entry.get("samples") for entry in parsed["contributors"]]
+        model_digest = self._artifact_digest(mv, prepared.candidate_facts, save=False)
+        baseline_digest = self._artifact_digest(baseline, prepared.baseline_facts)
+        lineage = self._lineage_facts(mv, baseline, model_digest) if onchain is not None else None
         return attest_improvement(
             self._signer(),
             model_id=T.format_model_id(mv.name, mv.version),
@@ -305,17 +472,42 @@ class Registrar:
             baseline_run_id=baseline.run_id,
             run_id=mv.run_id,
             dataset_digest=prepared.candidate_facts.dataset_digest,
-            model_digest=self._artifact_digest(mv, prepared.candidate_facts, save=False),
-            baseline_digest=self._artifact_digest(baseline, prepared.baseline_facts),
+            model_digest=model_digest,
+            baseline_digest=baseline_digest,
             created_at=utc_iso(),
             plugin_version=__version__,
             project=parsed["project"],
             model_type=parsed["model_type"],
             pipeline_run_id=parsed["pipeline_run_id"],
-            onchain=self._onchain(mv.name),
+            onchain=onchain,
+            deadline=self._deadline(),
+            total_samples=sum(samples) if all(value is not None for value in samples) else 0,
+            eip712_omitted=omitted,
+            lineage=lineage,
         )
 
-    def _artifact_digest(self, mv: Any, facts: RunFacts, *, save: bool = True) -> str:
+    def _lineage_facts(self, mv: Any, baseline: Any, model_digest: str) -> LineageFacts:
+        """What the registry says of the weights (``core.mint_request.lineage_problem``)."""
+        baseline_id = T.format_model_id(baseline.name, baseline.version)
+        request = None
+        edge = self.store.edge_of(baseline_id)
+        if edge is not None and edge.get("attestation_id"):
+            earlier = self.store.get_attestation(edge["attestation_id"]) or {}
+            request = (earlier.get("eip712") or {}).get("typed_data")
+        genesis = edge is None and self.registry.first_baseline_version(baseline.name) == str(
+            baseline.version
+        )
+        others = [
+            v for v in self.registry.versions_with_digest(mv.name, model_digest) if v != str(mv.version)
+        ]
+        return LineageFacts(
+            baseline_model_id=baseline_id,
+            baseline_is_genesis=genesis,
+            baseline_request=request,
+            same_weights_as=T.format_model_id(mv.name, others[0]) if others else None,
+        )
+
+    def _artifact_digest(self, mv: Any, facts: RunFacts | None, *, save: bool = True) -> str:
         """The digest of a version's files: its cached tag, or computed (and cached when ``save``;
         the candidate's is written with the other server tags, in one transaction)."""
         known = (mv.tags or {}).get(T.ARTIFACT_DIGEST)
@@ -362,6 +554,8 @@ class Registrar:
             T.ATTESTER: document["attester"],
             T.ATTESTATION_STATUS: T.STATUS_SIGNED,
         }
+        if self._eip712_tag(document) is not None:
+            wanted[T.ATTESTATION_EIP712] = self._eip712_tag(document)
         current = mv.tags or {}
         markdown = summary.improvement_markdown(
             baseline_model_id=document["baseline_model_id"],
@@ -385,6 +579,40 @@ class Registrar:
         if description is not None:
             mv.description = description
             mv.last_updated_timestamp = updated_at
+
+    def _list_on_baseline(self, baseline_model_id: str) -> None:
+        """Bring the line of the baseline's latest improvements in its summary up to date (a
+        baseline with no summary gets one): from the lineage, so it is right whichever
+        registration writes last. Best effort: the improvement is registered and complete
+        whatever happens here, and the baseline's description is written whole or not at all."""
+
+        def rewrite(description: str | None, tags: dict[str, str]) -> str | None:
+            latest, total = self.store.improvements_of(baseline_model_id, summary.IMPROVEMENTS_LISTED)
+            if not total:
+                return None
+            listing = summary.improvements_markdown(
+                [(edge["child_model_id"], edge["delta_one_bps"]) for edge in latest], total
+            )
+            headline = None
+            if not tags.get(T.BASELINE) and tags.get(T.PROJECT) and tags.get(T.MODEL_TYPE):
+                # A root baseline's block is rebuilt from its tags: its description is not
+                # protected as an attested version's is, so a block found there may be anyone's
+                # text (a forged "Improved by" or DeltaOne claim). A plain client's has none yet.
+                headline = summary.baseline_markdown(
+                    project=tags[T.PROJECT],
+                    model_type=tags[T.MODEL_TYPE],
+                    benchmark_metric=tags.get(T.BENCHMARK_METRIC),
+                )
+                description = summary.split_summary(description)[0] or None
+            return summary.with_improvements(description, listing, headline)
+
+        try:
+            name, version = T.parse_model_id(baseline_model_id, T.BASELINE)
+            self.registry.update_description(name, version, rewrite)
+        except Exception:  # noqa: BLE001 - the improvement is registered; its baseline's list can wait
+            _logger.warning(
+                "could not list the improvements of %s in its description", baseline_model_id, exc_info=True
+            )
 
     def _version(self, name: str, version: int | str) -> Any:
         try:

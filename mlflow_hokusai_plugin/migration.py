@@ -34,6 +34,7 @@ from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.contributors import attribute
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.metrics import compute_improvement
+from mlflow_hokusai_plugin.core.progress import Progress, no_progress
 from mlflow_hokusai_plugin.db.store import contribution_records, edge_record
 from mlflow_hokusai_plugin.services.mlflow_facts import get_version
 
@@ -142,8 +143,13 @@ def plan_migration(entries: list[dict], registry: Any, tracking: Any, hokusai: A
     return list(steps.values())
 
 
-def apply_migration(steps: list[Step], store: Any, *, attest: bool) -> list[str]:
-    """Write the planned steps through the Hokusai registry store ``store``; one line per version."""
+def apply_migration(
+    steps: list[Step], store: Any, *, attest: bool, progress: Progress = no_progress
+) -> list[str]:
+    """Write the planned steps through the Hokusai registry store ``store``; one line per version.
+
+    ``progress`` advances once per version written (or skipped).
+    """
     from mlflow.entities import RunTag
 
     from mlflow_hokusai_plugin.store.registry import _PlainRegistry
@@ -151,7 +157,7 @@ def apply_migration(steps: list[Step], store: Any, *, attest: bool) -> list[str]
     plain = _PlainRegistry(store)
     registrar = store.registrar
     done = []
-    for step in steps:
+    for step in progress(steps, total=len(steps), desc="migrating versions"):
         if step.skip:
             done.append(step.describe(attest))
             continue

@@ -141,6 +141,10 @@ class Signer:
         """65-byte ``r || s || v`` signature of an EIP-712 full message (e.g. a MintRequest)."""
         return bytes(self._account.sign_message(signable_message(typed_data)).signature)
 
+    def private_key_hex(self) -> str:
+        """The private key as 0x-hex, for ``HOKUSAI_ATTESTER_KEY`` (``hokusai signer new --env``)."""
+        return "0x" + bytes(self._account.key).hex()
+
     def write_keystore(self, path: str | os.PathLike[str], password: str) -> None:
         """Write the key as an eth-account encrypted keystore (scrypt), mode 0600.
 

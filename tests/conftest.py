@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 import uuid
@@ -11,6 +12,20 @@ import pytest
 
 from mlflow_hokusai_plugin.embedded_server import MlflowServerProcess
 from tests.infra import PostgresServer, PostgresUnavailable, S3Server, log_dir
+
+
+def pytest_sessionstart(session) -> None:
+    """On SIGTERM (a CI timeout, a killed runner), stop every server the session started, then
+    end the session as Ctrl-C does, so the fixtures' teardowns run too (PostgreSQL's throwaway
+    cluster, the databases, a flow's process group). The servers live in sessions of their own
+    and would otherwise outlive pytest."""
+
+    def terminated(signum: int, _frame: object) -> None:
+        signal.signal(signum, signal.SIG_IGN)  # one clean-up, however many signals follow
+        MlflowServerProcess.stop_all()
+        raise KeyboardInterrupt(f"pytest received {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, terminated)
 
 
 @pytest.fixture(scope="session")
@@ -223,6 +238,30 @@ def _stop_the_modules_servers():
     yield
     if HokusaiServers.current is not None:
         HokusaiServers.current.stop_since(mark)
+
+
+_MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_TOKEN")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_modules_mlflow_uris():
+    """At the end of each module, put MLflow's tracking and registry URIs back as they were.
+
+    ``mlflow.set_registry_uri(url)`` also sets ``MLFLOW_REGISTRY_URI``, which
+    ``set_registry_uri(None)`` leaves behind: the next module's ``MlflowClient(its_url)`` would
+    reach this module's (stopped) server for every registry call.
+    """
+    import mlflow
+
+    saved = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
+    yield
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="module")

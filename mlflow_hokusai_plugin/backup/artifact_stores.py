@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mlflow_hokusai_plugin.backup.errors import BackupError
 from mlflow_hokusai_plugin.backup.uris import ArtifactRoot, safe_relative_path
+from mlflow_hokusai_plugin.core.progress import Progress, no_progress
 
 # Objects move one request each: a few in flight hide the per-request latency of S3.
 TRANSFER_THREADS = 8
@@ -198,25 +199,36 @@ def open_artifacts(root: ArtifactRoot) -> LocalArtifacts | S3Artifacts:
     return S3Artifacts(root) if root.is_s3 else LocalArtifacts(root)
 
 
-def copy_out(store: LocalArtifacts | S3Artifacts, destination: Path) -> list[tuple[str, str, int]]:
-    """Copy every object of ``store`` under ``destination``; returns (key, sha256, size) per object."""
+def copy_out(
+    store: LocalArtifacts | S3Artifacts, destination: Path, progress: Progress = no_progress
+) -> list[tuple[str, str, int]]:
+    """Copy every object of ``store`` under ``destination``; returns (key, sha256, size) per object.
+
+    ``progress`` advances once per object copied.
+    """
     keys = [safe_relative_path(key) for key in store.keys()]
 
     def fetch(key: str) -> tuple[str, str, int]:
         return (key, *store.download(key, destination / key))
 
-    return _parallel(fetch, keys)
+    return _parallel(fetch, keys, progress, "copying artifacts")
 
 
-def copy_in(store: LocalArtifacts | S3Artifacts, source: Path, keys: Iterable[str]) -> int:
-    """Upload the files ``source/<key>`` to ``store`` under ``key``; returns how many."""
+def copy_in(
+    store: LocalArtifacts | S3Artifacts, source: Path, keys: Iterable[str], progress: Progress = no_progress
+) -> int:
+    """Upload the files ``source/<key>`` to ``store`` under ``key``; returns how many.
+
+    ``progress`` advances once per file uploaded.
+    """
     keys = [safe_relative_path(key) for key in keys]
-    return len(_parallel(lambda key: store.upload(source / key, key), keys))
+    return len(_parallel(lambda key: store.upload(source / key, key), keys, progress, "restoring artifacts"))
 
 
-def _parallel(work: Callable, items: list) -> list:
+def _parallel(work: Callable, items: list, progress: Progress, desc: str) -> list:
     if not items:
         return []
     with ThreadPoolExecutor(max_workers=min(TRANSFER_THREADS, len(items))) as pool:
-        # list() re-raises the first failure; the pool waits for the others before closing.
-        return list(pool.map(work, items))
+        # list() re-raises the first failure; the pool waits for the others before closing. map()
+        # yields in order, so the count is of the longest finished prefix: never ahead of the work.
+        return list(progress(pool.map(work, items), total=len(items), desc=desc))

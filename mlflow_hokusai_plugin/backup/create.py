@@ -30,6 +30,7 @@ from mlflow_hokusai_plugin.backup.manifest import (
     write_manifest,
 )
 from mlflow_hokusai_plugin.backup.uris import dialect_of, parse_artifact_root, without_password
+from mlflow_hokusai_plugin.core.progress import Progress, no_progress, one_step
 from mlflow_hokusai_plugin.db.backups import record_backup
 from mlflow_hokusai_plugin.db.migrate import upgrade
 
@@ -48,10 +49,13 @@ class CreatedBackup:
         return sum(entry["size"] for entry in self.manifest["files"])
 
 
-def create_backup(store_uri: str, artifacts: str, output_dir: Path) -> CreatedBackup:
+def create_backup(
+    store_uri: str, artifacts: str, output_dir: Path, progress: Progress = no_progress
+) -> CreatedBackup:
     """Back up the store database and the artifact root into a new directory under ``output_dir``.
 
     Returns where it is and its manifest; the backup is also recorded in ``hokusai_backups``.
+    ``progress`` is given the database dump and the artifacts copied.
     """
     dialect = dialect_of(store_uri)
     kind = databases.for_dialect(dialect)
@@ -73,9 +77,11 @@ def create_backup(store_uri: str, artifacts: str, output_dir: Path) -> CreatedBa
     name = NAME_PREFIX + stamp.strftime("%Y%m%dT%H%M%SZ")
     partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=output_dir))
     try:
-        counts, revisions = kind.dump(store_uri, partial / kind.DUMP_FILE)
+        counts, revisions = one_step(
+            progress, "dumping the database", lambda: kind.dump(store_uri, partial / kind.DUMP_FILE)
+        )
         files = [describe_file(partial, kind.DUMP_FILE)]
-        copied = copy_out(store, partial / ARTIFACTS_DIR)
+        copied = copy_out(store, partial / ARTIFACTS_DIR, progress)
         files += [FileEntry(f"{ARTIFACTS_DIR}/{key}", sha256, size) for key, sha256, size in copied]
         manifest = build_manifest(
             created_at=stamp.isoformat(timespec="seconds").replace("+00:00", "Z"),

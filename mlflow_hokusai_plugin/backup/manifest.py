@@ -20,6 +20,7 @@ from mlflow_hokusai_plugin.artifact_digest import file_sha256
 from mlflow_hokusai_plugin.backup.errors import BackupError
 from mlflow_hokusai_plugin.backup.uris import safe_relative_path
 from mlflow_hokusai_plugin.core.canonical import sha256_hex
+from mlflow_hokusai_plugin.core.progress import Progress, no_progress
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "hokusai-backup"
@@ -110,13 +111,15 @@ def file_entries(manifest: dict) -> list[FileEntry]:
     return [FileEntry(entry["path"], entry["sha256"], entry["size"]) for entry in manifest["files"]]
 
 
-def damaged_files(backup_dir: Path, manifest: dict) -> list[str]:
+def damaged_files(backup_dir: Path, manifest: dict, progress: Progress = no_progress) -> list[str]:
     """One message per listed file that is missing, of another size or of another sha256.
 
-    Sizes are compared first, so a truncated file is named without reading it.
+    Sizes are compared first, so a truncated file is named without reading it. ``progress``
+    advances once per file checked.
     """
     problems = []
-    for entry in file_entries(manifest):
+    entries = file_entries(manifest)
+    for entry in progress(entries, total=len(entries), desc="checking files"):
         path = Path(backup_dir) / entry.path
         if not path.is_file():
             problems.append(f"{entry.path}: missing")

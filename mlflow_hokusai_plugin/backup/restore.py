@@ -19,6 +19,7 @@ from mlflow_hokusai_plugin.backup.connections import database_errors, engine_for
 from mlflow_hokusai_plugin.backup.errors import BackupError, DamagedBackup
 from mlflow_hokusai_plugin.backup.manifest import ARTIFACTS_DIR, damaged_files, read_manifest
 from mlflow_hokusai_plugin.backup.uris import dialect_of, parse_artifact_root, without_password
+from mlflow_hokusai_plugin.core.progress import Progress, no_progress, one_step
 from mlflow_hokusai_plugin.db.backups import record_backup
 from mlflow_hokusai_plugin.db.models import Backup
 
@@ -29,21 +30,27 @@ class RestoredBackup:
     artifacts_restored: int
 
 
-def check_intact(backup_dir: Path, manifest: dict) -> None:
+def check_intact(backup_dir: Path, manifest: dict, progress: Progress = no_progress) -> None:
     """Raise :class:`DamagedBackup` naming the first file that is not what the manifest says."""
-    problems = damaged_files(backup_dir, manifest)
+    problems = damaged_files(backup_dir, manifest, progress)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise DamagedBackup(f"the backup {backup_dir} is damaged, nothing was restored: {problems[0]}{more}")
 
 
 def restore_backup(
-    backup_dir: Path, store_uri: str, artifacts: str, *, force: bool = False
+    backup_dir: Path,
+    store_uri: str,
+    artifacts: str,
+    *,
+    force: bool = False,
+    progress: Progress = no_progress,
 ) -> RestoredBackup:
     """Restore a backup into the database of ``store_uri`` and the artifact root ``artifacts``.
 
     Refuses a damaged backup, a database of the other kind, and non-empty targets unless ``force``
     (then the backup's tables and objects overwrite theirs; other tables and objects stay).
+    ``progress`` is given the files checked, the artifacts uploaded and the database restore.
     """
     backup_dir = Path(backup_dir).expanduser().resolve()
     manifest, manifest_sha256 = read_manifest(backup_dir)
@@ -53,7 +60,7 @@ def restore_backup(
             f"this backup holds a {kind_name} database: restore it into a hokusai+{kind_name}:// store URI"
         )
     kind = databases.for_dialect(kind_name)
-    check_intact(backup_dir, manifest)
+    check_intact(backup_dir, manifest, progress)
 
     root = parse_artifact_root(artifacts)
     store = open_artifacts(root)
@@ -73,8 +80,12 @@ def restore_backup(
 
     prefix = ARTIFACTS_DIR + "/"
     keys = [entry["path"][len(prefix) :] for entry in manifest["files"] if entry["path"].startswith(prefix)]
-    restored = copy_in(store, backup_dir / ARTIFACTS_DIR, keys)
-    kind.restore(backup_dir / manifest["database"]["file"], store_uri)
+    restored = copy_in(store, backup_dir / ARTIFACTS_DIR, keys, progress)
+    one_step(
+        progress,
+        "restoring the database",
+        lambda: kind.restore(backup_dir / manifest["database"]["file"], store_uri),
+    )
     _remember_backup(store_uri, backup_dir, manifest, manifest_sha256)
     return RestoredBackup(manifest, restored)
 

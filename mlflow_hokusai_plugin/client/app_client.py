@@ -123,6 +123,16 @@ class HokusaiAppClient:
         """The attestation document (DSSE envelope, and EIP-712 data when applicable)."""
         return self._request("GET", f"/attestations/{_segment(attestation_id)}")
 
+    def renew_attestation(self, attestation_id: str) -> dict:
+        """Have the server sign the attestation's EIP-712 MintRequest again with a fresh deadline
+        (``POST /attestations/<id>/renew``, write role) and return the renewed document.
+
+        The DSSE Statement, ``attestationHash`` and ``idempotencyKey`` are unchanged; a document of
+        the MintRequest types of before 2026-06-10 comes back with today's. Nothing to renew (no
+        on-chain model id) raises a :class:`RestException` (HTTP 400) with the server's message.
+        """
+        return self._request("POST", f"/attestations/{_segment(attestation_id)}/renew")
+
     def list_attestations(self, model_id: str) -> dict:
         """The attestations about ``model_id`` (``GET /attestations?model_id=...``)."""
         return self._request("GET", "/attestations", params={"model_id": model_id})

@@ -27,13 +27,16 @@ from eth_account.messages import SignableMessage, encode_defunct
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.canonical import canonical_json, parse_json, sha256_hex
 from mlflow_hokusai_plugin.core.eip712 import (
+    CURRENT_TYPES,
     DOMAIN_NAME,
     DOMAIN_VERSION,
-    MINT_REQUEST_TYPES,
+    LEGACY_TYPES,
     PRIMARY_TYPE,
     recover_typed_data_signer,
+    types_generation,
 )
 from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.core.mint_request import mint_request_problem
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://hokusai.ai/attestation/model-improvement/v1"
@@ -220,7 +223,9 @@ class Verdict:
 
     ``signers`` are the distinct addresses recovered from the signatures, in order. ``statement``
     is the decoded Statement as soon as it could be decoded: it is only trustworthy when ``valid``.
-    ``failed_check`` names the first check that failed (None when valid).
+    ``failed_check`` names the first check that failed (None when valid). ``eip712`` summarises a
+    document's checked MintRequest: ``types`` (``current`` or ``legacy``), ``deadline`` (unix
+    seconds, None for legacy types), ``idempotency_key``, both commitments and its ``signers``.
     """
 
     valid: bool
@@ -228,6 +233,7 @@ class Verdict:
     failed_check: str | None
     message: str
     statement: dict | None
+    eip712: dict | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form (for the REST API and the CLI)."""
@@ -237,6 +243,7 @@ class Verdict:
             "failed_check": self.failed_check,
             "message": self.message,
             "statement": self.statement,
+            "eip712": self.eip712,
         }
 
 
@@ -293,8 +300,12 @@ def verify_document(document: Any, attesters: Iterable[str] = (), threshold: int
 
     First ``document_shape`` (a dict with ``dsse``), then every check of :func:`verify_envelope`
     on ``dsse``, then, when present, ``document_id`` (``id`` is the payload's SHA-256) and
-    ``eip712`` (the typed data is a Hokusai ``MintRequest`` whose ``attestationHash`` is this
-    payload, and each of its signatures recovers to a signer the DSSE check accepted).
+    ``eip712``: the typed data is a Hokusai ``MintRequest`` whose every field the Statement states
+    is the Statement's (``attestationHash`` this payload, the commitments the subject's and the
+    baseline's digests, scores, contributors, the deterministic ``idempotencyKey``), and its
+    signatures recover, in strictly ascending address order as the contract wants, to signers the
+    DSSE check accepted. A MintRequest of the types used before 2026-06-10 is checked for its
+    anchor and signers only, and the verdict says that today's contract refuses it.
     """
     if not isinstance(document, dict) or "dsse" not in document:
         return Verdict(False, (), "document_shape", "document must be an object with 'dsse'", None)
@@ -305,10 +316,22 @@ def verify_document(document: Any, attesters: Iterable[str] = (), threshold: int
     if "id" in document and document["id"] != digest:
         return _failed(verdict, "document_id", f"id is not the payload's sha256 ({digest})")
     if document.get("eip712") is not None:
-        problem = _eip712_problem(document["eip712"], digest, accepted)
+        problem, summary = _eip712_problem(document["eip712"], digest, accepted, verdict.statement, threshold)
         if problem:
             return _failed(verdict, "eip712", problem)
-        message = f"{verdict.message}; EIP-712 MintRequest signatures check out"
+        if summary["types"] == LEGACY_TYPES:
+            message = (
+                f"{verdict.message}; EIP-712 MintRequest signatures check out, but it uses the "
+                "MintRequest types of before 2026-06-10, which today's DeltaVerifier refuses: renew it"
+            )
+        else:
+            message = (
+                f"{verdict.message}; EIP-712 MintRequest matches the Statement and its signatures "
+                f"check out (deadline {summary['deadline']})"
+            )
+        return dataclasses.replace(verdict, message=message, eip712=summary)
+    if document.get("eip712_omitted"):
+        message = f"{verdict.message}; no EIP-712 MintRequest: {document['eip712_omitted']}"
         return dataclasses.replace(verdict, message=message)
     return verdict
 
@@ -457,38 +480,70 @@ def _statement_problem(statement: Any) -> str:
     return ""
 
 
-def _eip712_problem(eip712: Any, payload_digest: str, accepted: tuple[str, ...]) -> str:
-    # Empty string when the EIP-712 part is consistent with the verified envelope.
+def _eip712_problem(
+    eip712: Any, payload_digest: str, accepted: tuple[str, ...], statement: dict | None, threshold: int
+) -> tuple[str, dict]:
+    # ("", summary) when the EIP-712 part is consistent with the verified envelope, else (why, {}).
     if not isinstance(eip712, dict):
-        return "eip712 must be an object with typed_data and signatures"
+        return "eip712 must be an object with typed_data and signatures", {}
     typed_data = eip712.get("typed_data")
     signatures = eip712.get("signatures")
     if not isinstance(typed_data, dict) or not isinstance(signatures, list) or not signatures:
-        return "eip712 must have typed_data and a non-empty signatures list"
+        return "eip712 must have typed_data and a non-empty signatures list", {}
+    if len(signatures) > MAX_SIGNATURES:
+        return f"eip712 has more than {MAX_SIGNATURES} signatures", {}
     domain = typed_data.get("domain")
+    generation = types_generation(typed_data)
     if (
-        typed_data.get("primaryType") != PRIMARY_TYPE
-        or typed_data.get("types") != MINT_REQUEST_TYPES
+        generation is None
+        or typed_data.get("primaryType") != PRIMARY_TYPE
         or not isinstance(domain, dict)
         or domain.get("name") != DOMAIN_NAME
         or domain.get("version") != DOMAIN_VERSION
     ):
         # Other types or another domain would give a digest the DeltaVerifier never computes.
-        return "typed_data is not a HokusaiDeltaVerifier MintRequest (types, domain or primaryType)"
-    anchors = typed_data.get("message", {})
-    for key in ("payload", "anchors"):
-        anchors = anchors.get(key) if isinstance(anchors, dict) else None
+        return "typed_data is not a HokusaiDeltaVerifier MintRequest (types, domain or primaryType)", {}
+    message = typed_data.get("message")
+    payload = message.get("payload") if isinstance(message, dict) else None
+    anchors = payload.get("anchors") if isinstance(payload, dict) else None
     attestation_hash = anchors.get("attestationHash") if isinstance(anchors, dict) else None
     if not isinstance(attestation_hash, str) or attestation_hash.lower() != "0x" + payload_digest:
-        return "typed_data attestationHash is not the sha256 of this envelope's payload"
+        return "typed_data attestationHash is not the sha256 of this envelope's payload", {}
+    if generation == CURRENT_TYPES:
+        problem = mint_request_problem(typed_data, (statement or {}).get("predicate") or {}, payload_digest)
+        if problem:
+            return problem, {}
+    signers = []
     for index, signature in enumerate(signatures):
         try:
             signer = recover_typed_data_signer(typed_data, signature)
         except ValidationError as exc:
-            return f"eip712.signatures[{index}]: {exc.message}"
+            return f"eip712.signatures[{index}]: {exc.message}", {}
         if signer not in accepted:
-            return f"eip712.signatures[{index}] is by {signer}, not by an accepted DSSE signer"
-    return ""
+            return f"eip712.signatures[{index}] is by {signer}, not by an accepted DSSE signer", {}
+        if signers and int(signer, 16) <= int(signers[-1], 16):
+            return (
+                f"eip712.signatures[{index}] (by {signer}) is not after {signers[-1]}: the contract "
+                "wants one signature per signer, in strictly ascending address order",
+                {},
+            )
+        signers.append(signer)
+    if len(signers) < threshold:
+        # The signature list is signed by nobody: co-signatures can be stripped from it.
+        return (
+            f"eip712 has {len(signers)} accepted signature(s), {threshold} required: the contract's "
+            "threshold is counted on the MintRequest's own signatures",
+            {},
+        )
+    summary = {
+        "types": generation,
+        "deadline": payload.get("deadline") if generation == CURRENT_TYPES else None,
+        "idempotency_key": anchors.get("idempotencyKey"),
+        "baseline_commitment": payload.get("baselineCommitment"),
+        "candidate_commitment": payload.get("candidateCommitment"),
+        "signers": signers,
+    }
+    return "", summary
 
 
 def _failed(verdict: Verdict, check: str, message: str) -> Verdict:

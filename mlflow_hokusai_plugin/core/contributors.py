@@ -29,8 +29,9 @@ def parse_contributors(value: object) -> list[dict]:
 
     ``value`` is the JSON text of the ``hokusai.contributors`` tag or the already-parsed list.
     Entries are all ``{"address", "weight_bps"}`` or all ``{"address", "samples"}``; with samples
-    the weights are derived by :func:`weights_from_samples` and the samples are kept. Addresses
-    come back EIP-55 checksummed, in input order.
+    the weights are derived by :func:`weights_from_samples` and the samples are kept. Entries given
+    by weight may also state their contributed rows (``samples``: all of them or none), which then
+    become the MintRequest's ``totalSamples``. Addresses come back EIP-55 checksummed, in input order.
 
     >>> parse_contributors('[{"address": "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",'
     ...                    ' "weight_bps": 10000}]')
@@ -70,6 +71,14 @@ def parse_contributors(value: object) -> list[dict]:
         amount = entry[form]
         _check_int(amount, f"{entry_field}.{form}", 1, TOTAL_BPS if form == "weight_bps" else SAMPLES_MAX)
         result.append({"address": address, form: amount})
+        if form == "weight_bps" and ("samples" in entry) != ("samples" in entries[0]):
+            raise ValidationError(
+                f"{entry_field}.samples",
+                "give the contributed rows of every contributor or of none (they add up to the total)",
+            )
+        if form == "weight_bps" and "samples" in entry:
+            _check_int(entry["samples"], f"{entry_field}.samples", 1, SAMPLES_MAX)
+            result[-1]["samples"] = entry["samples"]
 
     if form == "samples":
         weights = weights_from_samples([c["samples"] for c in result])
@@ -203,11 +212,12 @@ def _entry_form(entry: object, field: str) -> str:
                 f"{field}.{key}",
                 f"unknown key; allowed keys are {', '.join(_ALLOWED_KEYS)}",
             )
-    forms = [form for form in _FORMS if form in entry]
-    if len(forms) != 1:
-        problem = "gives both" if forms else "needs one of"
-        raise ValidationError(field, f"{problem} weight_bps and samples")
-    return forms[0]
+    # Weights decide the split; samples beside a weight only state the contributed rows.
+    if "weight_bps" in entry:
+        return "weight_bps"
+    if "samples" in entry:
+        return "samples"
+    raise ValidationError(field, "needs one of weight_bps and samples")
 
 
 def _check_int(value: object, field: str, minimum: int, maximum: int | None) -> None:

@@ -9,6 +9,11 @@ scores at most 10000 bps, a non-empty pipeline run id) are left to the caller.
 
 The typed data is kept JSON-serializable (``bytes32`` as ``0x`` hex strings, integers as ints) so
 it can be stored in the attestation document and handed to any wallet or library as is.
+
+Two generations of the types exist. The payload ended at ``anchors`` until 2026-06-10
+(:data:`LEGACY_MINT_REQUEST_TYPES`, still recognised so older documents can be read and renewed);
+today's contract also signs the weight-lineage commitments and a deadline
+(:data:`MINT_REQUEST_TYPES`), and refuses signatures over the older payload.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
+from eth_keys.constants import SECPK1_N
 from eth_utils import keccak
 
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
@@ -32,6 +38,7 @@ TOTAL_WEIGHT_BPS = 10_000
 MAX_CONTRIBUTORS = 100
 
 _UINT256_LIMIT = 2**256
+_SECP256K1_HALF_N = SECPK1_N // 2
 _BYTES32_HEX = re.compile(r"(?:0[xX])?([0-9a-fA-F]{64})")
 _SIGNATURE_HEX = re.compile(r"(?:0[xX])?([0-9a-fA-F]{130})")
 
@@ -61,6 +68,9 @@ MINT_REQUEST_TYPES: dict[str, list[dict[str, str]]] = {
         ("uint256", "actualCostUsdMicro"),
         ("uint256", "totalSamples"),
         ("BenchmarkAnchors", "anchors"),
+        ("bytes32", "baselineCommitment"),
+        ("bytes32", "candidateCommitment"),
+        ("uint256", "deadline"),
     ),
     "BenchmarkAnchors": _fields(
         ("bytes32", "benchmarkSpecHash"),
@@ -72,6 +82,14 @@ MINT_REQUEST_TYPES: dict[str, list[dict[str, str]]] = {
     ),
     "Contributor": _fields(("address", "walletAddress"), ("uint256", "weight")),
 }
+
+# The payload as the contract hashed it until 2026-06-10: no commitments, no deadline.
+LEGACY_MINT_REQUEST_TYPES: dict[str, list[dict[str, str]]] = {
+    **MINT_REQUEST_TYPES,
+    "MintRequestPayload": MINT_REQUEST_TYPES["MintRequestPayload"][:7],
+}
+CURRENT_TYPES = "current"
+LEGACY_TYPES = "legacy"
 
 
 def mint_request_typed_data(
@@ -90,6 +108,9 @@ def mint_request_typed_data(
     metric_name: str,
     metric_family: str,
     contributors: list[dict],
+    baseline_commitment: str,
+    candidate_commitment: str,
+    deadline: int,
     max_cost_usd_micro: int = 0,
     actual_cost_usd_micro: int = 0,
 ) -> dict:
@@ -98,7 +119,9 @@ def mint_request_typed_data(
 
     Hashes are ``0x`` + 64 hex digits (a bare 64-hex digest is accepted and prefixed).
     ``contributors`` is ``[{"address": "0x..", "weight_bps": 10000}]``; it becomes the message's
-    ``Contributor`` list with checksummed ``walletAddress`` and ``weight``. Every bad value raises
+    ``Contributor`` list with checksummed ``walletAddress`` and ``weight``. The commitments are the
+    model-weight lineage (the contract refuses a zero ``candidate_commitment``); ``deadline`` is the
+    unix time in seconds after which the contract refuses the signatures. Every bad value raises
     :class:`ValidationError` naming the argument.
     """
     message = {
@@ -118,6 +141,11 @@ def mint_request_typed_data(
                 "metricName": _string("metric_name", metric_name),
                 "metricFamily": _string("metric_family", metric_family),
             },
+            "baselineCommitment": _bytes32("baseline_commitment", baseline_commitment),
+            "candidateCommitment": _nonzero(
+                _bytes32("candidate_commitment", candidate_commitment), "candidate_commitment"
+            ),
+            "deadline": _uint256("deadline", deadline),
         },
         "contributors": _contributors(contributors),
     }
@@ -162,6 +190,12 @@ def recover_typed_data_signer(typed_data: dict, signature: str | bytes) -> str:
     (``r || s || v``, as bytes or ``0x`` hex)."""
     signable = signable_message(typed_data)
     raw = signature_bytes(signature)
+    # What the contract's ECDSA.recover refuses is refused here too: v other than 27/28, and the
+    # high-s twin of a signature (anyone can make it from the low-s one).
+    if raw[64] not in (27, 28):
+        raise ValidationError("signature", f"v is {raw[64]}, the contract takes only 27 or 28")
+    if int.from_bytes(raw[32:64], "big") > _SECP256K1_HALF_N:
+        raise ValidationError("signature", "s is in the upper half of the curve order (malleable)")
     try:
         return Account.recover_message(signable, signature=raw)
     except Exception:  # eth-keys' BadSignature, ValueError for a bad v, ...
@@ -182,23 +216,88 @@ def signature_bytes(signature: str | bytes) -> bytes:
     return raw
 
 
-def idempotency_key(model_id: str, baseline_model_id: str, attestation_hash: str) -> str:
-    """The request's ``idempotencyKey``: one per (model version, baseline, attestation).
+def idempotency_key(
+    *,
+    chain_id: int,
+    verifying_contract: str,
+    onchain_model_id: int,
+    model_id: str,
+    model_digest: str,
+    baseline_model_id: str,
+    baseline_digest: str,
+) -> str:
+    """The request's ``idempotencyKey``: one per improvement, however often it is signed.
 
-    ``0x`` + SHA-256 of the canonical JSON of the three values, so signing the same attestation
-    twice yields the same key and the contract refuses the second mint.
+    ``0x`` + SHA-256 of the canonical JSON of where it mints (chain id, contract, on-chain model id)
+    and what it claims (the improved version and its baseline, ``name/version`` as signed in the
+    Statement, and their artifact digests). Nothing that changes on re-signing (time, deadline,
+    attestation hash) is in it, so the contract burns the key on the first mint and refuses any
+    other signing of the same improvement.
 
-    >>> key = idempotency_key("churn/2", "churn/1", "ab" * 32)
-    >>> key == idempotency_key("churn/2", "churn/1", "0x" + "AB" * 32), len(key)
+    >>> facts = dict(chain_id=8453, verifying_contract="0x" + "c0" * 20, onchain_model_id=21,
+    ...              model_id="churn/2", model_digest="ab" * 32,
+    ...              baseline_model_id="churn/1", baseline_digest="cd" * 32)
+    >>> key = idempotency_key(**facts)
+    >>> key == idempotency_key(**{**facts, "model_digest": "0x" + "AB" * 32}), len(key)
     (True, 66)
     """
     payload = {
+        "chain_id": _uint256("chain_id", chain_id),
+        "verifying_contract": to_checksum_address(verifying_contract, "verifying_contract"),
+        # A decimal string: canonical JSON keeps integers exact only up to 2**53.
+        "onchain_model_id": str(_uint256("onchain_model_id", onchain_model_id)),
+        "model_id": _string("model_id", model_id),
+        # Normalized first: "ab..", "0xab.." and "0xAB.." are one digest, hence one key.
+        "model_digest": _bytes32("model_digest", model_digest),
+        "baseline_model_id": _string("baseline_model_id", baseline_model_id),
+        "baseline_digest": _bytes32("baseline_digest", baseline_digest),
+    }
+    return "0x" + sha256_hex(canonical_json(payload))
+
+
+def legacy_idempotency_key(model_id: str, baseline_model_id: str, attestation_hash: str) -> str:
+    """The ``idempotencyKey`` documents of the MintRequest types of before 2026-06-10 were signed
+    with: ``0x`` + SHA-256 of the canonical JSON of the version, its baseline and the attestation
+    hash. Kept so a renewal of such a document keeps its key, and a verifier recognises it."""
+    payload = {
         "model_id": _string("model_id", model_id),
         "baseline_model_id": _string("baseline_model_id", baseline_model_id),
-        # Normalized first: "ab..", "0xab.." and "0xAB.." are one attestation, hence one key.
         "attestation_hash": _bytes32("attestation_hash", attestation_hash),
     }
     return "0x" + sha256_hex(canonical_json(payload))
+
+
+def commitment(digest: str, field: str = "digest") -> str:
+    """A weight-lineage commitment: ``0x`` + a version's ``hokusai.artifact_digest`` (sha256 hex).
+
+    >>> commitment("AB" * 32) == "0x" + "ab" * 32
+    True
+    """
+    return _bytes32(field, digest)
+
+
+def types_generation(typed_data: Any) -> str | None:
+    """``"current"`` or ``"legacy"`` (before 2026-06-10) for a MintRequest's ``types``, else None."""
+    types = typed_data.get("types") if isinstance(typed_data, dict) else None
+    if types == MINT_REQUEST_TYPES:
+        return CURRENT_TYPES
+    if types == LEGACY_MINT_REQUEST_TYPES:
+        return LEGACY_TYPES
+    return None
+
+
+def ordered_signatures(typed_data: dict, signatures: list[str]) -> list[str]:
+    """``signatures`` in the order the contract requires: strictly ascending recovered signer
+    address (compared as 160-bit numbers), one per signer. Raises :class:`ValidationError` for a
+    signature that does not recover, or two by the same signer."""
+    by_signer: dict[int, str] = {}
+    for index, signature in enumerate(signatures):
+        signer = recover_typed_data_signer(typed_data, signature)
+        number = int(signer, 16)
+        if number in by_signer:
+            raise ValidationError(f"signatures[{index}]", f"{signer} has already signed this request")
+        by_signer[number] = "0x" + signature_bytes(signature).hex()
+    return [by_signer[number] for number in sorted(by_signer)]
 
 
 def benchmark_spec_hash(spec: dict) -> str:
@@ -244,6 +343,12 @@ def _bytes32(field: str, value: Any) -> str:
     if not match:
         raise ValidationError(field, "must be 0x followed by 64 hex digits (bytes32)")
     return "0x" + match.group(1).lower()
+
+
+def _nonzero(value: str, field: str) -> str:
+    if int(value, 16) == 0:
+        raise ValidationError(field, "must not be zero (the contract refuses it)")
+    return value
 
 
 def _string(field: str, value: Any) -> str:

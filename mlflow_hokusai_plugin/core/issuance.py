@@ -1,7 +1,9 @@
 """Issue the attestation of one improvement: Statement, DSSE signature, optional EIP-712 MintRequest.
 
-The callers (the services now, the server plugin later) gather the facts; this module turns them
-into a signed document and nothing else: no I/O, no clock (``created_at`` is passed in).
+The callers (the server's registrar, the offline pipeline) gather the facts; this module turns them
+into a signed document and nothing else: no I/O, no clock (``created_at`` and the deadline are
+passed in). It also renews a document's EIP-712 part with a later deadline and adds a co-signer,
+the two ways a signed document changes after it was issued; the DSSE Statement never does.
 """
 
 from __future__ import annotations
@@ -15,15 +17,26 @@ from mlflow_hokusai_plugin.core.attestation import MessageSigner
 from mlflow_hokusai_plugin.core.contributors import attribute
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.metrics import compute_improvement
+from mlflow_hokusai_plugin.core.mint_request import (
+    LineageFacts,
+    NotMintable,
+    OnchainTarget,
+    lineage_problem,
+    mint_request,
+)
 
+__all__ = [
+    "LineageFacts",
+    "OnchainTarget",
+    "issue_attestation",
+    "renew_mint_request",
+    "cosign_document",
+    "attest_improvement",
+]
 
-@dataclass(frozen=True)
-class OnchainTarget:
-    """Where the EIP-712 MintRequest will be verified: the DeltaVerifier and the model's on-chain id."""
-
-    chain_id: int
-    verifying_contract: str
-    model_id: int
+# Earlier EIP-712 signings a document keeps (oldest dropped first): a renewal every five days
+# for months, without letting renewals grow a document without bound.
+MAX_SIGNING_HISTORY = 32
 
 
 def issue_attestation(
@@ -35,86 +48,169 @@ def issue_attestation(
     model_id: str,
     baseline_model_id: str,
     created_at: str,
-    model_type: str | None = None,
     onchain: OnchainTarget | None = None,
-    improvement: Mapping[str, Any] | None = None,
-    contributors: Sequence[Mapping[str, Any]] = (),
+    deadline: int | None = None,
+    total_samples: int = 0,
+    eip712_omitted: str | None = None,
+    lineage: LineageFacts | None = None,
 ) -> dict:
     """Sign the Statement about ``subject_name`` and return the attestation document.
 
-    With ``onchain`` (and the ``improvement`` of :func:`core.metrics.compute_improvement`), the
-    document also carries the DeltaVerifier MintRequest for the same improvement, signed by the
-    same key, anchored to this document's payload hash.
+    With ``onchain`` the document also carries the DeltaVerifier MintRequest for the same
+    improvement, signed by the same key, anchored to this document's payload hash and valid until
+    ``deadline`` (unix seconds). When the improvement cannot be expressed as a MintRequest, or
+    ``eip712_omitted`` gives a reason it is not made, the document says why in ``eip712_omitted``:
+    the DSSE attestation never depends on the EIP-712 part. ``lineage`` (the registry's facts
+    about the weights) lets :func:`core.mint_request.lineage_problem` refuse a MintRequest that
+    would pay weights the chain has already paid for.
     """
     statement = attestation.build_statement(subject_name, subject_digest, dict(predicate))
     envelope = attestation.sign_envelope(statement, signer)
-    eip712_part = None
-    if onchain is not None:
-        typed_data = mint_request_for(
-            onchain=onchain,
-            predicate=predicate,
-            improvement=improvement or {},
-            contributors=contributors,
-            attestation_hash=attestation.payload_sha256(envelope),
-            model_id=model_id,
-            baseline_model_id=baseline_model_id,
-            model_type=model_type,
-        )
-        signature = signer.sign_typed_data(typed_data)
-        eip712_part = {"typed_data": typed_data, "signatures": ["0x" + bytes(signature).hex()]}
-    return attestation.attestation_document(
+    document = attestation.attestation_document(
         envelope=envelope,
         model_id=model_id,
         baseline_model_id=baseline_model_id,
         attester=signer.address,
         created_at=created_at,
-        eip712=eip712_part,
+    )
+    if eip712_omitted:
+        return {**document, "eip712_omitted": eip712_omitted}
+    if onchain is None:
+        return document
+    if deadline is None:
+        raise ValidationError("deadline", "an on-chain MintRequest needs a deadline")
+    return _signed_mint_request(
+        document, signer, onchain, deadline, total_samples, created_at, history=[], lineage=lineage
     )
 
 
-def mint_request_for(
+def renew_mint_request(
+    document: Mapping[str, Any],
+    signer: MessageSigner,
     *,
-    onchain: OnchainTarget,
-    predicate: Mapping[str, Any],
-    improvement: Mapping[str, Any],
-    contributors: Sequence[Mapping[str, Any]],
-    attestation_hash: str,
-    model_id: str,
-    baseline_model_id: str,
-    model_type: str | None,
+    onchain: OnchainTarget | None,
+    deadline: int,
+    total_samples: int,
+    renewed_at: str,
 ) -> dict:
-    """The EIP-712 MintRequest of one improvement (see docs/attestation.md for each anchor)."""
-    benchmark = predicate.get("benchmark") or {}
-    dataset_digest = benchmark.get("dataset_digest")
-    if not dataset_digest:
+    """``document`` with its EIP-712 part signed again, valid until a later deadline.
+
+    The DSSE Statement, the ``attestationHash`` and the ``idempotencyKey`` stay as they were: the
+    request is rebuilt from the Statement, so a document signed with the older MintRequest types
+    comes back with today's. It targets the chain and on-chain model its MintRequest already names,
+    or ``onchain`` for a document that had none. The deadline is ``deadline``, or one second after
+    the current one if that is not earlier, so each renewal's is strictly later. The earlier
+    signing moves to ``eip712.history``.
+    """
+    document = dict(document)
+    verdict = attestation.verify_document({k: v for k, v in document.items() if k != "eip712"})
+    if not verdict.valid:
+        raise ValidationError("attestation", f"the stored document does not verify: {verdict.message}")
+    if signer.address not in verdict.signers:
         raise ValidationError(
-            "benchmark.dataset_digest", "the on-chain MintRequest needs the benchmark dataset digest"
+            "attester",
+            f"this server's attester {signer.address} did not sign this attestation "
+            f"({', '.join(verdict.signers)} did): its EIP-712 part must be renewed by one of them",
         )
-    spec = {"metric": benchmark.get("metric"), "dataset_digest": dataset_digest, "model_type": model_type}
-    return eip712.mint_request_typed_data(
-        chain_id=onchain.chain_id,
-        verifying_contract=onchain.verifying_contract,
-        model_id=onchain.model_id,
-        # The verifier needs a run id; without a pipeline run, the MLflow run that made the model is it.
-        pipeline_run_id=predicate.get("pipeline_run_id")
-        or (predicate.get("mlflow_run_ids") or {}).get("candidate"),
-        baseline_score_bps=improvement["baseline_score_bps"],
-        candidate_score_bps=improvement["candidate_score_bps"],
-        total_samples=sum(int(c.get("samples", 0)) for c in contributors),
-        benchmark_spec_hash=eip712.benchmark_spec_hash(spec),
-        dataset_hash=eip712.bytes32_from_digest(dataset_digest),
-        attestation_hash=attestation_hash,
-        idempotency_key=eip712.idempotency_key(model_id, baseline_model_id, attestation_hash),
-        metric_name=benchmark.get("metric") or "",
-        metric_family=model_type or "",
-        contributors=[{"address": c["address"], "weight_bps": c["weight_bps"]} for c in contributors],
+    previous = document.get("eip712")
+    key = None
+    if previous is not None:
+        signed_for = OnchainTarget.of(previous["typed_data"])
+        if onchain != signed_for:
+            # Removed, changed or moved to another contract since: a renewal would sign for a
+            # model the registry no longer says this is, or mint a second time elsewhere.
+            raise ValidationError(
+                "hokusai.onchain_model_id",
+                f"the MintRequest was signed for {_target_text(signed_for)}, but the model is now "
+                f"{_target_text(onchain) if onchain else 'not on chain (or gone)'}: not renewed",
+            )
+        payload = previous["typed_data"]["message"]["payload"]
+        deadline = max(deadline, int(payload.get("deadline", 0)) + 1)
+        # The key stays the one already signed, whichever way it was derived (documents of the
+        # older types derived it from the attestation hash): a request that minted must never
+        # come back under a new key.
+        key = payload["anchors"]["idempotencyKey"]
+    if onchain is None:
+        raise ValidationError(
+            "attestation",
+            "has no EIP-712 part and its model has no hokusai.onchain_model_id: nothing to renew",
+        )
+    history = list((previous or {}).get("history", []))
+    if previous is not None:
+        history.append(
+            {key: previous[key] for key in ("typed_data", "signatures", "signed_at") if key in previous}
+        )
+    document.pop("eip712", None)
+    document.pop("eip712_omitted", None)
+    return _signed_mint_request(
+        document,
+        signer,
+        onchain,
+        deadline,
+        total_samples,
+        renewed_at,
+        history=history[-MAX_SIGNING_HISTORY:],
+        idempotency_key=key,
     )
 
 
-def _pipeline_run_id(predicate: Mapping[str, Any]) -> str:
-    # The verifier refuses an empty run id; without a pipeline run, the MLflow run that made the
-    # model is the run that produced it.
-    return predicate.get("pipeline_run_id") or (predicate.get("mlflow_run_ids") or {}).get("candidate") or ""
+def _target_text(target: OnchainTarget) -> str:
+    return f"model {target.model_id} of {target.verifying_contract} on chain {target.chain_id}"
+
+
+def cosign_document(document: Mapping[str, Any], signer: MessageSigner) -> dict:
+    """``document`` with ``signer``'s signatures added: on the DSSE envelope and, when there is one,
+    on the EIP-712 MintRequest, whose signatures are then in the contract's order (ascending
+    signer address). Raises :class:`ValidationError` if ``signer`` has already signed either."""
+    document = dict(document)
+    part = document.get("eip712")
+    if part is not None and eip712.types_generation(part.get("typed_data")) != eip712.CURRENT_TYPES:
+        raise ValidationError(
+            "eip712", "uses the MintRequest types of before 2026-06-10: renew it before co-signing"
+        )
+    document["dsse"] = attestation.add_signature(document["dsse"], signer)
+    if part is not None:
+        typed_data = part["typed_data"]
+        signature = "0x" + bytes(signer.sign_typed_data(typed_data)).hex()
+        # "expired" is what a server said when it served the document, not part of it.
+        document["eip712"] = {
+            **{key: value for key, value in part.items() if key != "expired"},
+            "signatures": eip712.ordered_signatures(typed_data, [*part["signatures"], signature]),
+        }
+    return document
+
+
+def _signed_mint_request(
+    document: dict,
+    signer: Any,
+    onchain: OnchainTarget,
+    deadline: int,
+    total_samples: int,
+    signed_at: str,
+    *,
+    history: list,
+    idempotency_key: str | None = None,
+    lineage: LineageFacts | None = None,
+) -> dict:
+    try:
+        typed_data = mint_request(
+            attestation.document_predicate(document),
+            onchain=onchain,
+            attestation_hash=document["id"],
+            deadline=deadline,
+            total_samples=total_samples,
+            idempotency_key=idempotency_key,
+        )
+        if lineage is not None:
+            lineage_problem(typed_data, lineage)
+    except NotMintable as exc:
+        omitted = {**document, "eip712_omitted": str(exc)}
+        return {**omitted, "eip712_history": history} if history else omitted
+    signature = "0x" + bytes(signer.sign_typed_data(typed_data)).hex()
+    part = {"typed_data": typed_data, "signatures": [signature], "signed_at": signed_at}
+    if history:
+        part["history"] = history
+    return {**document, "eip712": part}
 
 
 @dataclass(frozen=True)
@@ -131,6 +227,10 @@ def attest_improvement(
     *,
     onchain: OnchainTarget | None = None,
     subject: tuple[str, str] | None = None,
+    deadline: int | None = None,
+    total_samples: int = 0,
+    eip712_omitted: str | None = None,
+    lineage: LineageFacts | None = None,
     **facts: Any,
 ) -> AttestedImprovement:
     """Compute the improvement of ``model_id`` over its baseline and sign the attestation.
@@ -139,7 +239,8 @@ def attest_improvement(
     signing) and the server plugin. ``facts`` are the keyword arguments of
     :func:`improvement_statement_parts` (``model_id``, ``baseline_model_id``, the metrics, runs,
     digests ...). The Statement's subject is the model (``models:/<model_id>``, ``model_digest``)
-    unless ``subject`` gives another (name, sha256).
+    unless ``subject`` gives another (name, sha256). ``onchain``, ``deadline``, ``total_samples``
+    and ``eip712_omitted`` are those of :func:`issue_attestation`.
     """
     improvement, attributed, predicate = improvement_statement_parts(**facts)
     model_id = facts["model_id"]
@@ -152,10 +253,11 @@ def attest_improvement(
         model_id=model_id,
         baseline_model_id=facts["baseline_model_id"],
         created_at=facts["created_at"],
-        model_type=facts.get("model_type"),
         onchain=onchain,
-        improvement=improvement,
-        contributors=attributed,
+        deadline=deadline,
+        total_samples=total_samples,
+        eip712_omitted=eip712_omitted,
+        lineage=lineage,
     )
     return AttestedImprovement(improvement, attributed, document)
 

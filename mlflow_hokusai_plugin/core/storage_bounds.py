@@ -28,6 +28,8 @@ MLFLOW_MODEL_VERSION_MAX = INTEGER_MAX
 # model_versions.description: String(5000). MLflow checks no length before writing it (there is no
 # MAX_*_DESCRIPTION_LENGTH in mlflow/utils/validation.py): a longer one fails in the database.
 MLFLOW_DESCRIPTION_LENGTH = 5000
+# The longest value the server writes into a tag of its own (MLflow's own limit is higher).
+SERVER_TAG_VALUE_LENGTH = 1000
 # metrics.key and latest_metrics.key: String(250), MAX_ENTITY_KEY_LENGTH in mlflow/utils/validation.py.
 MLFLOW_METRIC_KEY_LENGTH = 250
 

@@ -32,9 +32,12 @@ DELTA_ONE_BPS = "hokusai.delta_one_bps"
 ATTESTATION_ID = "hokusai.attestation.id"
 ATTESTATION_STATUS = "hokusai.attestation.status"
 ATTESTER = "hokusai.attester"
-# Not in the contract's first list: the sha256 of the version's artifact manifest, kept so that a
-# later attestation naming this version as baseline does not download it again.
+# The sha256 of the version's artifact manifest, written when the version is registered: the
+# weight commitment of the MintRequest (a baseline's is its model's on-chain genesis).
 ARTIFACT_DIGEST = "hokusai.artifact_digest"
+# On an improved version of an on-chain model: "signed", or "omitted: <why there is no MintRequest>".
+ATTESTATION_EIP712 = "hokusai.attestation.eip712"
+EIP712_SIGNED = "signed"
 
 STATUS_PENDING = "pending"
 STATUS_SIGNED = "signed"
@@ -90,7 +93,12 @@ def parse_model_id(value: object, field: str = "model_id") -> tuple[str, int]:
         )
     name, version = value.split("/")
     # One spelling per version: "churn/01" would name churn/1 but never match its records.
-    if not name.strip() or not version.isdigit() or int(version) < 1 or version != str(int(version)):
+    if (
+        not name.strip()
+        or not (version.isascii() and version.isdigit())
+        or int(version) < 1
+        or version != str(int(version))
+    ):
         raise ValidationError(
             field,
             f"{value!r} is not a model id; expected '<registered model name>/<version>'",
@@ -104,7 +112,13 @@ def check_onchain_model_id(value: object, field: str = ONCHAIN_MODEL_ID) -> int:
     >>> check_onchain_model_id("42")
     42
     """
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 78 or value != str(int(value)):
+    # isascii(): "²" and "①" are digits to str.isdigit() but not to int().
+    if (
+        not isinstance(value, str)
+        or not (value.isascii() and value.isdigit())
+        or len(value) > 78
+        or value != str(int(value))
+    ):
         raise ValidationError(
             field, f"{str(value)[:80]!r} is not a decimal uint256 (digits, no leading zero)"
         )
@@ -124,7 +138,14 @@ def format_model_id(name: str, version: int | str) -> str:
 
 
 CLIENT_TAGS = (PROJECT, MODEL_TYPE, BASELINE, BENCHMARK_METRIC, CONTRIBUTORS, PIPELINE_RUN_ID)
-SERVER_TAGS = (DELTA_ONE_BPS, ATTESTATION_ID, ATTESTATION_STATUS, ATTESTER, ARTIFACT_DIGEST)
+SERVER_TAGS = (
+    DELTA_ONE_BPS,
+    ATTESTATION_ID,
+    ATTESTATION_STATUS,
+    ATTESTER,
+    ARTIFACT_DIGEST,
+    ATTESTATION_EIP712,
+)
 
 # -- tag keys: which level each belongs to, and look-alike spellings ---------------------------
 

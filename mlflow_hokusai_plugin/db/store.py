@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, create_engine, event, func, or_, select, text
+from sqlalchemy import and_, bindparam, create_engine, event, func, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -166,6 +166,48 @@ class HokusaiStore:
                 raise
             return False
 
+    def replace_attestation(self, attestation_id: str, renew: Callable[[dict, str], dict]) -> dict | None:
+        """Store ``renew(stored document, its model id now)`` in place of the stored document; the
+        new document, or None when there is no such attestation.
+
+        ``renew`` must keep the document's id (a renewal re-signs the EIP-712 part only). The
+        write happens only if the row still holds the document ``renew`` saw, retried when a
+        concurrent renewal got there first, so no renewal's signatures are lost from the history.
+        """
+        for _ in range(20):
+            with self.sessions() as session:
+                row = session.get(Attestation, attestation_id)
+                if row is None:
+                    return None
+                seen, model_id = row.document, row.model_id
+            renewed = renew(json.loads(seen), model_id)
+            if renewed == json.loads(seen):
+                return renewed
+            if renewed["id"] != attestation_id:
+                raise ValueError("a renewal must keep the attestation id")
+            with self.sessions.begin() as session:
+                result = session.execute(
+                    update(Attestation)
+                    .where(Attestation.id == attestation_id, Attestation.document == seen)
+                    .values(document=canonical_json(renewed).decode())
+                )
+            if result.rowcount == 1:
+                return renewed
+        raise ValidationError("attestation_id", f"{attestation_id} is being renewed concurrently; try again")
+
+    def contributed_samples(self, attestation_id: str) -> int:
+        """The contributed rows of an attested improvement: the sum of its contributions' samples
+        (0 when any contribution does not say)."""
+        with self.sessions() as session:
+            rows = (
+                session.execute(
+                    select(Contribution.samples).where(Contribution.attestation_id == attestation_id)
+                )
+                .scalars()
+                .all()
+            )
+        return sum(rows) if rows and all(value is not None for value in rows) else 0
+
     # -- reads --------------------------------------------------------------------------------
 
     def attestation_for(self, model_id: str, baseline_model_id: str | None = None) -> dict | None:
@@ -196,6 +238,21 @@ class HokusaiStore:
                 select(LineageEdge).where(LineageEdge.child_model_id == child_model_id)
             ).scalar_one_or_none()
             return _edge_dict(edge) if edge else None
+
+    def improvements_of(self, model_id: str, limit: int) -> tuple[list[dict], int]:
+        """The edges of the latest ``limit`` improvements whose baseline is ``model_id`` (newest
+        first, as :meth:`edge_of` gives them), and how many improvements of it there are in all."""
+        with self.sessions() as session:
+            total = session.execute(
+                select(func.count()).select_from(LineageEdge).where(LineageEdge.parent_model_id == model_id)
+            ).scalar_one()
+            latest = session.execute(
+                select(LineageEdge)
+                .where(LineageEdge.parent_model_id == model_id)
+                .order_by(LineageEdge.created_at.desc(), LineageEdge.id.desc())
+                .limit(limit)
+            ).scalars()
+            return [_edge_dict(edge) for edge in latest], total
 
     def lineage(self, model_id: str, *, direction: str = "both", max_depth: int | None = None) -> dict:
         """The edges reachable from ``model_id``: ``upstream`` to the root, ``downstream`` to leaves.

@@ -6,7 +6,7 @@ It may be:
   have been measured on this run's benchmark);
 - an MLflow model URI (``models:/...``, ``runs:/...``, ``mlflow-artifacts:/...``, ``s3://...``) or
   a local MLflow model directory: the pipeline measures it on the benchmark and registers it;
-- nothing, with ``--dry-run``: a baseline trained on the bundled sample's baseline rows.
+- nothing, with ``--sample``: a baseline trained on the bundled sample's baseline rows.
 
 The pipeline retrains the baseline's own estimator with the contributed rows, so the baseline
 must be a scikit-learn model (MLflow's ``sklearn`` flavor).
@@ -40,7 +40,7 @@ class LoadedBaseline:
 
 
 def train_sample_baseline(frame: Any, model_type: str, label_column: str) -> LoadedBaseline:
-    """The dry run's baseline: the default estimator fitted on the sample's baseline rows."""
+    """The sample's baseline: the default estimator fitted on the sample's baseline rows."""
     from mlflow_hokusai_plugin.core.canonical import sha256_hex
     from mlflow_hokusai_plugin.services.datasets import dataframe_digest
 
@@ -58,7 +58,7 @@ def load_baseline(spec: str, *, services: bool) -> LoadedBaseline:
         raise ValidationError(
             FIELD,
             "give the baseline: a registered model id (name/version), an MLflow model URI or a local "
-            "MLflow model directory (or use --dry-run for the bundled sample)",
+            "MLflow model directory (or use --sample for the bundled sample)",
         )
     local = Path(spec)
     if _MODEL_ID.fullmatch(spec) and not local.exists():

@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 
 from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.pipeline.model_types import CLASSIFICATION_TYPES
 from mlflow_hokusai_plugin.services.datasets import data_manifest
 
 FIELD = "contributed_data"
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-CLASSIFICATION_TYPES = ("classification", "lead_scoring")
 
 # Words of a column name that say "personal data" whatever the values look like. Whole words of
 # the name (split at _, -, spaces and camelCase), so `headphone_price` is not a phone number.

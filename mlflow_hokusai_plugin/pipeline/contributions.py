@@ -8,6 +8,10 @@ file, JSON (a list of objects) or CSV (a header row), whose entries are all of o
 - ``{"address", "weight_bps"}`` or ``{"address", "samples"}``: shares given outright, for the rows
   of ``--contributed-data``.
 
+With ``--sample``, the bundled sample supplies what neither parameter gives (:func:`sample_supplies`):
+its two contributors with their files when neither is given, or its rows as ``--contributed-data``
+when ``--contributor`` is one address or a file of shares.
+
 Example::
 
     plan = plan_contributions("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "rows.csv")
@@ -29,6 +33,9 @@ from mlflow_hokusai_plugin.pipeline.contributed_data import Source
 
 FIELD = "contributor"
 SHARE_FORMS = ("weight_bps", "samples")
+# What the bundled sample supplies in a --sample run.
+SAMPLE_CONTRIBUTORS = "contributors"  # its two contributors, each with their own file
+SAMPLE_ROWS = "rows"  # its contributed rows, as --contributed-data
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,33 @@ class ContributionPlan:
             ]
         contrib.parse_contributors(entries)  # refused here, not by the server after training
         return entries
+
+
+def sample_supplies(contributor: str, contributed_data: str) -> str | None:
+    """What the sample supplies in a ``--sample`` run: :data:`SAMPLE_CONTRIBUTORS` when neither
+    parameter is given, :data:`SAMPLE_ROWS` when ``--contributor`` leaves the rows to
+    ``--contributed-data`` and that is not given, else None (the user's own files are used).
+
+    >>> sample_supplies("", ""), sample_supplies("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "")
+    ('contributors', 'rows')
+    """
+    if (contributed_data or "").strip():
+        return None
+    if not (contributor or "").strip():
+        return SAMPLE_CONTRIBUTORS
+    return SAMPLE_ROWS if needs_rows(contributor) else None
+
+
+def needs_rows(contributor: str) -> bool:
+    """Whether ``--contributor`` leaves the rows to ``--contributed-data``: one address, or a
+    contributors file of shares (a file naming each contributor's data does not)."""
+    contributor = contributor.strip()
+    if contributor.lower().startswith("0x") and not Path(contributor).exists():
+        return True
+    path = Path(contributor)
+    if not path.is_file():
+        return True  # plan_contributions says what is wrong with it
+    return not any(entry.get("data") for entry in _read_entries(path))
 
 
 def plan_contributions(contributor: str, contributed_data: str) -> ContributionPlan:

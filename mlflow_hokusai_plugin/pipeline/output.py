@@ -1,7 +1,9 @@
 """The DeltaOne output document, in the shape the earlier Hokusai pipeline wrote it.
 
 Pure: the flow gathers the facts, this module arranges them. With ``--disable-services`` the
-document is the same minus the registry ids (``model_id`` and ``mlflow_run_id`` are null).
+document is the same minus the registry ids (``model_id`` and ``mlflow_run_id`` are null); in a
+dry run, the ids are those of what a real run would reuse (null for what it would register) and
+the attestation's status is ``dry_run``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 SCHEMA_VERSION = "1.0"
+DRY_RUN = "dry_run"
 COMPUTATION_METHOD = (
     "DeltaOne: the benchmark metric's gain in basis points, max(0, candidate - baseline) "
     "(reversed for lower-is-better metrics); 100 bps = 1 DeltaOne"
@@ -27,6 +30,7 @@ def deltaone_output(
     evaluation: Mapping[str, Any],
     pipeline: Mapping[str, Any],
     attestation: Mapping[str, Any] | None,
+    dry_run: bool = False,
 ) -> dict:
     """Arrange one run's facts into the DeltaOne output document.
 
@@ -63,7 +67,7 @@ def deltaone_output(
         },
         "evaluation_metadata": dict(evaluation),
         "pipeline_metadata": dict(pipeline),
-        "attestation": _attestation_summary(attestation),
+        "attestation": _attestation_summary(attestation, dry_run),
     }
 
 
@@ -71,10 +75,10 @@ def _model(model: Mapping[str, Any]) -> dict:
     return {key: model.get(key) for key in ("model_id", "model_type", "metrics", "mlflow_run_id")}
 
 
-def _attestation_summary(document: Mapping[str, Any] | None) -> dict:
+def _attestation_summary(document: Mapping[str, Any] | None, dry_run: bool = False) -> dict:
     """Where to find the attestation and what state it is in (the document itself is a file)."""
     if document is None:
-        return {"status": "pending", "id": None, "attester": None}
+        return {"status": DRY_RUN if dry_run else "pending", "id": None, "attester": None}
     return {
         "status": document.get("status"),
         "id": document.get("id"),

@@ -7,7 +7,7 @@ and why, or what the run produced.
 
 Example::
 
-    outcome = run_flow(["--dry-run", "--output-dir", "out"])
+    outcome = run_flow(["--sample", "--disable-services", "--output-dir", "out"])
     outcome.ok, outcome.run_id, outcome.report["deltaone_output"]["delta_computation"]
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,28 @@ def flow_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     env.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def flow_help(prog_name: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Metaflow's help for ``run`` (every parameter of the flow), as ``prog_name``'s own help.
+
+    Metaflow sets up its local datastore before it reads any subcommand's options, ``--help``
+    included, so help would leave a ``.metaflow/`` folder in the current directory: it is given a
+    scratch datastore instead. Its usage line names the flow file; it names ``prog_name`` here.
+    """
+    env = flow_environment(env)
+    with tempfile.TemporaryDirectory() as scratch:
+        env["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = scratch
+        completed = subprocess.run(
+            [sys.executable, flow_file(), "run", "--help"],
+            env=env,
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+        )
+    usage = f"Usage: {Path(flow_file()).name} run"
+    completed.stdout = completed.stdout.replace(usage, f"Usage: {prog_name}", 1)
+    return completed
 
 
 @dataclass
@@ -81,9 +104,9 @@ def run_flow(
         command = [sys.executable, flow_file(), *metaflow_args, "run", *flow_args]
         command += ["--run-id-file", str(run_id_file)]
         stderr = subprocess.STDOUT if stdout is not None else None
-        completed = subprocess.run(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
+        returncode = _run_as_a_group(command, env=env, cwd=cwd, stdout=stdout, stderr=stderr)
         run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
-    outcome = FlowOutcome(completed.returncode, run_id or None)
+    outcome = FlowOutcome(returncode, run_id or None)
     if outcome.run_id:
         report = _read_back(outcome.run_id, env, cwd)
         outcome.report = report
@@ -91,6 +114,35 @@ def run_flow(
             outcome.failed_step, outcome.error = report.get("failed_step"), report.get("error")
             outcome.bad_input = str(report.get("error_type", "")).endswith(".PipelineInputError")
     return outcome
+
+
+def _run_as_a_group(command: list[str], **popen: object) -> int:
+    """Run ``command`` in a process group of its own and wait; if this wait is interrupted (Ctrl-C,
+    or a SIGTERM a caller turned into an exception), end the whole group, Metaflow's step
+    processes included, before passing the interruption on."""
+    process = subprocess.Popen(command, start_new_session=True, **popen)
+    try:
+        return process.wait()
+    except BaseException:
+        _end_group(process)
+        raise
+
+
+def _end_group(process: subprocess.Popen, grace: float = 10.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(grace)
+            # The runtime is gone; its step processes may outlive it by a moment.
+            os.killpg(process.pid, signal.SIGKILL)
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            pass
+        return
 
 
 def _read_back(run_id: str, env: Mapping[str, str], cwd: str | os.PathLike | None) -> dict:

@@ -1,6 +1,6 @@
 """The bundled sample: scikit-learn's breast-cancer set, split the way a Hokusai project splits data.
 
-It ships inside scikit-learn, so ``--dry-run`` and ``hokusai demo`` need no download. The split is
+It ships inside scikit-learn, so ``--sample`` and ``hokusai demo`` need no download. The split is
 fixed (a seeded, stratified 30 % benchmark), so every run sees the same benchmark digest and a
 second run finds the baseline the first one registered.
 """
@@ -19,6 +19,7 @@ CONTRIBUTORS = (
     ("0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359", 120),
 )
 BENCHMARK_NAME = "breast-cancer-benchmark"
+CONTRIBUTED_ROWS_FILE = "contributed-rows.csv"
 
 
 @dataclass
@@ -54,7 +55,7 @@ def load_sample() -> SampleData:
 def write_contribution_files(directory: Path) -> Path:
     """Write the sample's contributions as files plus a contributors file naming them; return it.
 
-    One CSV and one Parquet file, so a dry run reads both formats the way it reads a user's files.
+    One CSV and one Parquet file, so a sample run reads both formats the way it reads a user's files.
     """
     import json
 
@@ -71,3 +72,22 @@ def write_contribution_files(directory: Path) -> Path:
     contributors_file = directory / "contributors.json"
     contributors_file.write_text(json.dumps(entries, indent=2) + "\n")
     return contributors_file
+
+
+def contributed_rows_path(directory: Path) -> Path:
+    """Where :func:`write_contributed_rows` writes (known before it does, to check the parameters)."""
+    return directory / CONTRIBUTED_ROWS_FILE
+
+
+def write_contributed_rows(directory: Path) -> Path:
+    """Write every contributed row of the sample (both contributions) as one CSV file; return it.
+
+    The ``--contributed-data`` of a sample run whose ``--contributor`` is one address (or a file of
+    shares): the sample's rows, attributed as the user said.
+    """
+    import pandas as pd
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = contributed_rows_path(directory)
+    pd.concat(load_sample().contributions, ignore_index=True).to_csv(path, index=False)
+    return path

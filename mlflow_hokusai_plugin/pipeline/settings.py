@@ -20,6 +20,7 @@ from mlflow_hokusai_plugin.services.datasets import dataframe_digest
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1_score", "auroc")
 REGRESSION_METRICS = ("rmse", "mae", "mse")
 SAMPLE_MODEL_NAME = "hokusai-sample-{model_type}"
+SAMPLE_DIR = "sample"  # under the run's output folder: the sample's files, as a user would bring them
 
 
 @dataclass
@@ -50,16 +51,12 @@ def prepare(params: Mapping[str, Any], flow_name: str, run_id: str) -> Setup:
         raise ValidationError(
             "benchmark_metric", f"'{metric}' is not one of {', '.join(known)} for {model_type}"
         )
-    if params["contributor"] or params["contributed_data"] or not params["dry_run"]:
-        # Found now, before the baseline is registered: who contributed and that their files exist.
-        plan = contributions.plan_contributions(params["contributor"], params["contributed_data"])
-        for source in plan.sources:
-            contributed_data.check_readable(source.path)
+    run_dir = output_run_dir(params["output_dir"], run_id)
+    _check_contributions(params, run_dir)
     if services:
         check_tracking_server(params["tracking_uri"])
 
     benchmark, train_rows = _load_data(params, model_type, label)
-    run_dir = output_run_dir(params["output_dir"], run_id)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -70,7 +67,7 @@ def prepare(params: Mapping[str, Any], flow_name: str, run_id: str) -> Setup:
             "is compared with a baseline that saw other data"
         )
     model_name = params["model_name"] or (
-        SAMPLE_MODEL_NAME.format(model_type=model_type) if params["dry_run"] else f"hokusai_{model_type}"
+        SAMPLE_MODEL_NAME.format(model_type=model_type) if params["sample"] else f"hokusai_{model_type}"
     )
     settings = {
         "model_name": model_name,
@@ -80,15 +77,13 @@ def prepare(params: Mapping[str, Any], flow_name: str, run_id: str) -> Setup:
         "pipeline_run_id": f"metaflow:{flow_name}/{run_id}",
         "services": services,
     }
-    source = (
-        "the bundled sample"
-        if params["dry_run"] and not params["benchmark_data"]
-        else params["benchmark_data"]
-    )
+    given = params["benchmark_data"]
+    source = "the bundled sample" if params["sample"] and not given else given
     summary = (
         f"{model_type} model '{model_name}' in project '{project}', benchmark {source} "
         f"({len(benchmark)} rows, {metric}), "
         + ("MLflow at " + redact_uri(params["tracking_uri"]) if services else "services disabled")
+        + ("; dry run: nothing is written to MLflow" if params["dry_run"] else "")
     )
     return Setup(settings, benchmark, train_rows, dataframe_digest(benchmark), summary)
 
@@ -130,10 +125,28 @@ def check_tracking_server(tracking_uri: str) -> None:
         Signer.from_env()
 
 
+def _check_contributions(params: Mapping[str, Any], run_dir: Path) -> None:
+    """Found now, before the baseline is registered: who contributed and that their files exist."""
+    contributor, rows = params["contributor"], params["contributed_data"]
+    supplied = contributions.sample_supplies(contributor, rows) if params["sample"] else None
+    if supplied == contributions.SAMPLE_CONTRIBUTORS:
+        return  # the sample's own contributors and files
+    if supplied == contributions.SAMPLE_ROWS:
+        # The sample's rows, which integrate_contributed_data writes there: only the contributor
+        # is the user's to check.
+        from mlflow_hokusai_plugin.pipeline.sample import contributed_rows_path
+
+        rows = str(contributed_rows_path(run_dir / SAMPLE_DIR))
+    plan = contributions.plan_contributions(contributor, rows)
+    if supplied is None:
+        for source in plan.sources:
+            contributed_data.check_readable(source.path)
+
+
 def _load_data(params: Mapping[str, Any], model_type: str, label: str) -> tuple[Any, Any]:
-    """The benchmark and the training rows: from files, or from the bundled sample in a dry run."""
+    """The benchmark and the training rows: from files, or from the bundled sample (``--sample``)."""
     sample = None
-    if params["dry_run"]:
+    if params["sample"]:
         from mlflow_hokusai_plugin.pipeline.sample import load_sample
 
         sample = load_sample()
@@ -143,7 +156,7 @@ def _load_data(params: Mapping[str, Any], model_type: str, label: str) -> tuple[
         benchmark = sample.benchmark
     else:
         raise ValidationError(
-            "benchmark_data", "give the benchmark rows (or use --dry-run for the bundled sample)"
+            "benchmark_data", "give the benchmark rows (or use --sample for the bundled sample)"
         )
     schema = contributed_data.BenchmarkSchema.of(benchmark, label, model_type, "benchmark_data")
     if params["training_data"]:

@@ -10,11 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from mlflow_hokusai_plugin.core.errors import ValidationError
-from mlflow_hokusai_plugin.pipeline.contributed_data import CLASSIFICATION_TYPES
+from mlflow_hokusai_plugin.pipeline.model_types import REGRESSION, SUPPORTED_MODEL_TYPES
 from mlflow_hokusai_plugin.services import evaluation
-
-REGRESSION = "regression"
-SUPPORTED_MODEL_TYPES = (*CLASSIFICATION_TYPES, REGRESSION)
 
 
 def check_supported(model_type: str) -> str:
@@ -24,7 +21,7 @@ def check_supported(model_type: str) -> str:
     Traceback (most recent call last):
     ...
     mlflow_hokusai_plugin.core.errors.ValidationError: model_type: the pipeline trains and scores \
-classification, lead_scoring and regression models; for ranking, call register_baseline and \
+lead_scoring, classification and regression models; for ranking, call register_baseline and \
 track_improvement from your own flow (docs/pipeline.md)
     """
     if model_type not in SUPPORTED_MODEL_TYPES:

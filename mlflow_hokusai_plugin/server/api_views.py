@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -753,8 +754,15 @@ def verify_attestation():
         "attesters": list(dict.fromkeys(attesters)),
         "threshold": body.threshold,
         "statement": verdict.statement,
+        "eip712": _with_expired(verdict.eip712),
     }
     return jsonify(S.VerifyAttestationResponse.model_validate(answer).model_dump(mode="json"))
+
+
+def _with_expired(summary: dict | None) -> dict | None:
+    if summary is None or summary.get("deadline") is None:
+        return summary
+    return {**summary, "expired": time.time() > summary["deadline"]}
 
 
 # -- GET /projects --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ a 500.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import signal
@@ -32,26 +33,27 @@ from mlflow_hokusai_plugin.server.basic_auth import install_hokusai_route_permis
 from mlflow_hokusai_plugin.server.body_limits import AsgiBodyLimits, BodyLimits, WsgiBodyLimits
 from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER, HokusaiConfig, load_signer
 from mlflow_hokusai_plugin.server.errors import error_response
+from mlflow_hokusai_plugin.server.launch import StartupError, check_store_uri, refuse_a_bad_launch
 from mlflow_hokusai_plugin.server.rate_limits import (
     AuthFailureLimit,
     install_rate_limits,
     rate_limit_storage_check,
+    redact_uri,
 )
 from mlflow_hokusai_plugin.server.request_context import REQUEST_ID_HEADER, current_request_id
-from mlflow_hokusai_plugin.server.request_log import AsgiRequestLogMiddleware, install_request_log
+from mlflow_hokusai_plugin.server.request_log import (
+    AsgiRequestLogMiddleware,
+    install_request_log,
+    request_logger,
+)
 from mlflow_hokusai_plugin.server.request_scope import install_route_rules
 from mlflow_hokusai_plugin.server.tcp_nodelay import enable_tcp_nodelay_on_listeners
 
 _logger = logging.getLogger(__name__)
 
-STORE_SCHEMES = ("hokusai+postgresql", "hokusai+sqlite")
 # Python frames a request may nest: the interpreter's default is 1000; C parsers recursing this
 # deep stay well inside a worker thread's 8 MiB stack (100000 levels overflow it).
 RECURSION_LIMIT = 10_000
-
-
-class StartupError(RuntimeError):
-    """The server must not start (no attester key, a store without the Hokusai scheme...)."""
 
 
 class HokusaiState:
@@ -143,13 +145,7 @@ def _check_store_uris() -> None:
     from mlflow.server import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
 
     backend = os.environ.get(BACKEND_STORE_URI_ENV_VAR, "")
-    registry = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or backend
-    if not registry.startswith(tuple(s + "://" for s in STORE_SCHEMES)):
-        raise StartupError(
-            "the hokusai app needs a Hokusai store: start the server with "
-            "--backend-store-uri hokusai+postgresql://... or hokusai+sqlite:///... "
-            f"(got {registry.split('://', 1)[0] or 'none'}://)"
-        )
+    check_store_uri(os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or backend)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -167,9 +163,10 @@ def _input_too_deep(_exc: RecursionError) -> Any:
 def _stop_server(reason: Exception) -> None:
     """Make a refused start stop the whole server.
 
-    A worker that raises is restarted forever by uvicorn's multi-worker supervisor, so the server
-    would neither serve nor exit; gunicorn halts by itself. Under a uvicorn supervisor, ask it to
-    shut down.
+    ``mlflow server`` runs the checks before any worker starts (launch.py); this is for what only
+    a worker can find, and for a server started some other way. A worker that raises is restarted
+    forever by uvicorn's multi-worker supervisor, so the server would neither serve nor exit;
+    gunicorn halts by itself. Under a uvicorn supervisor, ask it to shut down.
     """
     _logger.error("hokusai: the server cannot start: %s", reason)
     if os.environ.get("_MLFLOW_SGI_NAME") != "uvicorn":
@@ -181,6 +178,28 @@ def _stop_server(reason: Exception) -> None:
         return
     if any(part.endswith(b"uvicorn") for part in parent) and b"--workers" in parent:
         os.kill(os.getppid(), signal.SIGTERM)
+
+
+def _announce_start(state: HokusaiState) -> None:
+    """One JSON line per worker, on the request log, saying what this server signs with and uses."""
+    from mlflow.server import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
+
+    from mlflow_hokusai_plugin.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
+
+    store = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or os.environ.get(BACKEND_STORE_URI_ENV_VAR, "")
+    settings = getattr(state.limiter, "settings", None)
+    line = {
+        "event": "start",
+        "pid": os.getpid(),
+        "attester": state.attester,
+        "ephemeral_key": state.ephemeral_key,
+        "auth": state.config.auth,
+        "store": redact_uri(store),
+        "artifacts": redact_uri(os.environ.get(SERVER_ARTIFACT_DESTINATION_ENV) or "") or None,
+        "rate_limits": None if settings is None or not settings.enabled else redact_uri(settings.storage_uri),
+        "chain_domain": state.config.has_chain_domain,
+    }
+    request_logger().info(json.dumps(line))
 
 
 def _reconcile_in_background() -> None:
@@ -261,6 +280,7 @@ def create_app(app: Flask | None = None) -> Any:
     app.extensions["hokusai"].limiter = install_rate_limits(app, config)
     if api_key_auth is not None:
         api_key_auth.failures = AuthFailureLimit.from_limiter(app.extensions["hokusai"].limiter)
+    _announce_start(app.extensions["hokusai"])
     if config.auth == "basic":
         # MLflow's basic-auth app: its users and permissions, its own ASGI wrapping.
         from mlflow.server.auth import bootstrap_admin_user, get_flask_server_secret_key
@@ -298,3 +318,8 @@ def create_app(app: Flask | None = None) -> Any:
         fastapi_app.add_middleware(AsgiBodyLimits, limits=body_limits, is_native=is_native)
         return fastapi_app
     return app
+
+
+# `mlflow server` imports this module in its own process before it starts any worker (to see
+# whether create_app is a factory): a refused configuration ends the command there, exit code 1.
+refuse_a_bad_launch()

@@ -97,3 +97,20 @@ def _model_exists(name: str) -> bool:
 def _denied(username: str, why: str):
     _logger.warning("permission denied: user:%s on %s %s: %s", username, request.method, request.path, why)
     return error_response(403, "PERMISSION_DENIED", why)
+
+
+def model_permission_problem(name: str, role: str = "write"):
+    """None when the signed-in user may EDIT (``role`` write) or READ registered model ``name``,
+    else the 403 answer; for Hokusai views whose model is found only once their record is read."""
+    from mlflow.server import auth as basic
+
+    username = basic.authenticate_request().username
+    if basic.store.get_user(username).is_admin:
+        return None
+    if not _model_exists(name):
+        return _denied(username, f"registered model '{name}' no longer exists")
+    permission = basic._get_registered_model_permission(name)
+    allowed = permission.can_read if role == READ else permission.can_update
+    if not allowed:
+        return _denied(username, f"no {'READ' if role == READ else 'EDIT'} permission on '{name}'")
+    return None

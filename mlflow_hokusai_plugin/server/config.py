@@ -11,7 +11,8 @@ from pathlib import Path
 
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.errors import ValidationError
-from mlflow_hokusai_plugin.core.issuance import OnchainTarget
+from mlflow_hokusai_plugin.core.mint_request import DEFAULT_SIGNATURE_TTL, OnchainTarget
+from mlflow_hokusai_plugin.core.tags import check_onchain_model_id
 from mlflow_hokusai_plugin.signer import ENV_KEY, ENV_KEYSTORE, Signer, SignerError
 
 _logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 # MLflow's requests nest a few levels deep (a log-batch is 3: object, list, object; a user's
 # assessment value a few more); 64 is far above that and far below what crashes a parser.
 DEFAULT_MAX_JSON_DEPTH = 64
+SIGNATURE_TTL_ENV = "HOKUSAI_SIGNATURE_TTL"
 # py_ecc (imported with the attester's signer) raises Python's recursion limit to 100000, so a
 # recursive parser no longer stops with a RecursionError: it overflows the C stack and the worker
 # segfaults. A limit above Python's usual 1000 would reopen that door.
@@ -38,6 +40,12 @@ MAX_JSON_DEPTH_CEILING = 1000
 DEV_MODE_BANNER = (
     "HOKUSAI DEV MODE: attestations are signed with an EPHEMERAL key that is lost when the server "
     "stops; never use this for anything real"
+)
+
+
+NO_CHAIN_DOMAIN = (
+    "the server has no HOKUSAI_CHAIN_ID / HOKUSAI_VERIFYING_CONTRACT, so it cannot sign the "
+    "DeltaVerifier's EIP-712 MintRequest of an on-chain model: configure both first"
 )
 
 
@@ -54,6 +62,7 @@ class HokusaiConfig:
     verifying_contract: str | None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    signature_ttl: int = DEFAULT_SIGNATURE_TTL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HokusaiConfig:
@@ -67,7 +76,7 @@ class HokusaiConfig:
         chain_id, contract = env.get("HOKUSAI_CHAIN_ID"), env.get("HOKUSAI_VERIFYING_CONTRACT")
         if bool(chain_id) != bool(contract):
             raise ConfigError("set both HOKUSAI_CHAIN_ID and HOKUSAI_VERIFYING_CONTRACT, or neither")
-        if chain_id and not chain_id.isdigit():
+        if chain_id and not (chain_id.isascii() and chain_id.isdigit()):
             raise ConfigError(f"HOKUSAI_CHAIN_ID={chain_id!r} is not a decimal chain id")
         try:
             contract = to_checksum_address(contract, "HOKUSAI_VERIFYING_CONTRACT") if contract else None
@@ -83,23 +92,26 @@ class HokusaiConfig:
             max_json_depth=_positive_int(
                 env, MAX_JSON_DEPTH_ENV, DEFAULT_MAX_JSON_DEPTH, ceiling=MAX_JSON_DEPTH_CEILING
             ),
+            signature_ttl=_positive_int(env, SIGNATURE_TTL_ENV, DEFAULT_SIGNATURE_TTL),
         )
+
+    @property
+    def has_chain_domain(self) -> bool:
+        """Whether the DeltaVerifier's EIP-712 domain is configured."""
+        return self.chain_id is not None and self.verifying_contract is not None
+
+    def deadline(self, now: float) -> int:
+        """The EIP-712 ``deadline`` of a signature made at ``now`` (unix seconds): whole seconds."""
+        return int(now) + self.signature_ttl
 
     def onchain_target(self, onchain_model_id: str | None) -> OnchainTarget | None:
         """The DeltaVerifier target for a registered model's ``hokusai.onchain_model_id``."""
         if not onchain_model_id:
             return None
-        if self.chain_id is None or self.verifying_contract is None:
-            raise ValidationError(
-                "hokusai.onchain_model_id",
-                "the model has an on-chain id but the server has no "
-                "HOKUSAI_CHAIN_ID / HOKUSAI_VERIFYING_CONTRACT",
-            )
-        if not onchain_model_id.isdigit():
-            raise ValidationError(
-                "hokusai.onchain_model_id", f"{onchain_model_id!r} is not a decimal uint256"
-            )
-        return OnchainTarget(self.chain_id, self.verifying_contract, int(onchain_model_id))
+        if not self.has_chain_domain:
+            raise ValidationError("hokusai.onchain_model_id", NO_CHAIN_DOMAIN)
+        model_id = check_onchain_model_id(onchain_model_id)
+        return OnchainTarget(self.chain_id, self.verifying_contract, model_id)
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int, ceiling: int | None = None) -> int:
@@ -145,15 +157,51 @@ def load_signer(environ: Mapping[str, str] | None = None) -> tuple[Signer, bool]
     return Signer.from_keystore(path, boot_id), True
 
 
-def preflight(environ: Mapping[str, str] | None = None) -> None:
+def preflight(environ: Mapping[str, str] | None = None, store_uri: str | None = None) -> None:
     """The start checks, run in the ``mlflow server`` process before it starts any worker.
 
     A worker that fails them is restarted forever by uvicorn; failing here makes ``mlflow server``
-    exit 1 with the reason instead. Dev mode's ephemeral key is made later, by the workers.
+    exit 1 with the reason instead. Dev mode's ephemeral key is made later, by the workers. With
+    ``store_uri``, a database that holds on-chain models needs the chain's EIP-712 domain.
     """
     env = os.environ if environ is None else environ
-    HokusaiConfig.from_env(env)
+    config = HokusaiConfig.from_env(env)
+    if store_uri is not None and not config.has_chain_domain:
+        onchain = _onchain_models(store_uri)
+        if onchain:
+            raise ConfigError(
+                f"registered model(s) {', '.join(onchain)} have hokusai.onchain_model_id: {NO_CHAIN_DOMAIN}"
+            )
     if env.get(ENV_KEY) or env.get(ENV_KEYSTORE):
         Signer.from_env(env)
     elif env.get("HOKUSAI_DEV_MODE", "") != "1":
         load_signer(env)  # raises the "no attester key" error
+
+
+def _onchain_models(store_uri: str, limit: int = 3) -> list[str]:
+    """Up to ``limit`` registered models tagged ``hokusai.onchain_model_id`` (none in a database
+    MLflow has not created yet)."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.exc import OperationalError
+
+    from mlflow_hokusai_plugin.db.urls import database_url
+
+    engine = create_engine(database_url(store_uri))
+    try:
+        connection = engine.connect()
+    except OperationalError as exc:
+        # Not up yet: MLflow's own start waits and retries; the tag refusal still holds after.
+        _logger.warning("could not look for on-chain models before starting: %s", exc.orig)
+        engine.dispose()
+        return []
+    try:
+        with connection:
+            if not inspect(connection).has_table("registered_model_tags"):
+                return []
+            rows = connection.execute(
+                text("SELECT name FROM registered_model_tags WHERE key = :key ORDER BY name LIMIT :limit"),
+                {"key": "hokusai.onchain_model_id", "limit": limit},
+            )
+            return [row[0] for row in rows]
+    finally:
+        engine.dispose()

@@ -250,6 +250,21 @@ OPERATIONS: tuple[Operation, ...] = (
         path_params={"attestation_id": "sha256 hex of the DSSE payload."},
     ),
     Operation(
+        "post",
+        routes.RENEW_ATTESTATION,
+        "renewAttestation",
+        "Renew an attestation's EIP-712 signature",
+        "Signs the DeltaVerifier MintRequest again with a fresh deadline (HOKUSAI_SIGNATURE_TTL seconds "
+        "from now, and always later than the previous one), whether or not the old one has passed. The "
+        "DSSE Statement, attestationHash and idempotencyKey stay as they were; the earlier signing moves "
+        "to eip712.history. A document signed with the MintRequest types of before 2026-06-10 gets "
+        "today's. Write role; a project-scoped key renews only its project's attestations.",
+        "attestations",
+        {200: (S.AttestationDocument, "The renewed document."), 400: _BAD, 404: _MISSING},
+        path_params={"attestation_id": "sha256 hex of the DSSE payload."},
+        role=P.WRITE,
+    ),
+    Operation(
         "get",
         routes.API_KEYS,
         "listApiKeys",
@@ -481,10 +496,16 @@ function hkPath(form){
     if(i.value!=='')q.push(encodeURIComponent(i.name)+'='+encodeURIComponent(i.value));});
   return path+(q.length?'?'+q.join('&'):'');
 }
+function hkAuthorization(value){
+  value=value.trim();
+  // Keys and tokens hold no whitespace: a value with some already names its scheme (Bearer, Basic).
+  if(!value||/^\\S+\\s+\\S/.test(value))return value;
+  return 'Bearer '+value;
+}
 function hkSend(event){
   event.preventDefault();var form=event.target,out=form.querySelector('.out');
-  var headers={};var auth=document.getElementById('hk-auth').value;
-  var key=document.getElementById('hk-apikey').value;
+  var headers={};var auth=hkAuthorization(document.getElementById('hk-auth').value);
+  var key=document.getElementById('hk-apikey').value.trim();
   if(auth)headers['Authorization']=auth;if(key)headers['X-API-Key']=key;
   form.querySelectorAll('[data-in=header]').forEach(function(i){if(i.value)headers[i.name]=i.value;});
   var init={method:form.dataset.method.toUpperCase(),headers:headers};
@@ -510,6 +531,49 @@ _REF = re.compile(r"&quot;#/components/schemas/([A-Za-z0-9_.-]+)&quot;")
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+# The Markdown that descriptions use: code spans (`x`, and docstrings' ``x``), **bold**, [links](url)
+# and blank-line paragraphs. Everything is HTML-escaped first, so no text of the document becomes
+# markup; only these constructs are turned into tags afterwards.
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", re.S)
+_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*", re.S)
+_LINK = re.compile(r"\[([^\[\]]+)\]\(([^()\s]+)\)")
+# A link goes to this server (a path or an anchor) or to a web page; never javascript: or data:.
+_SAFE_URL = re.compile(r"(?:https?://|/|#|\.{1,2}/|[^:/?#]+(?:[/?#]|$))", re.I)
+_PLACEHOLDER = "\x00{}\x00"
+
+
+def markdown_inline(text: str) -> str:
+    """``text`` as HTML with its code spans, bold and links rendered, all else escaped."""
+    spans: list[str] = []
+
+    def stash(match: re.Match) -> str:
+        content = match.group(2)
+        # CommonMark: one space on each side is padding (`` `x` `` shows `x`).
+        if len(content) > 2 and content[0] == content[-1] == " " and content.strip():
+            content = content[1:-1]
+        spans.append(f"<code>{_e(content)}</code>")
+        return _PLACEHOLDER.format(len(spans) - 1)
+
+    # Code spans are taken out before anything else: ** or [ inside them is literal.
+    out = _e(_CODE_SPAN.sub(stash, str(text).replace("\x00", "")))
+    out = _BOLD.sub(r"<strong>\1</strong>", out)
+
+    def link(match: re.Match) -> str:
+        label, url = match.groups()
+        if not _SAFE_URL.match(html.unescape(url)):
+            return match.group(0)
+        return f'<a href="{url}">{label}</a>'
+
+    out = _LINK.sub(link, out)
+    return re.sub("\x00(\\d+)\x00", lambda m: spans[int(m.group(1))], out)
+
+
+def markdown_html(text: str) -> str:
+    """``text`` as HTML paragraphs (split at blank lines), each rendered by :func:`markdown_inline`."""
+    paragraphs = (p.strip() for p in re.split(r"\n\s*\n", str(text)))
+    return "".join(f"<p>{markdown_inline(p)}</p>" for p in paragraphs if p)
 
 
 def _pretty(value: Any) -> str:
@@ -541,7 +605,8 @@ def _operation_html(path: str, method: str, op: dict, security: bool) -> str:
     )
     out = [
         f'<section class="op" id="{anchor}"><h3><span class="m {_e(method)}">{_e(method.upper())}</span>'
-        f"<code>{_e(path)}</code></h3><p><b>{_e(op['summary'])}</b> {lock}</p><p>{_e(op['description'])}</p>"
+        f"<code>{_e(path)}</code></h3><p><b>{markdown_inline(op['summary'])}</b> {lock}</p>"
+        f"{markdown_html(op.get('description', ''))}"
     ]
     parameters = op.get("parameters", [])
     if parameters:
@@ -550,7 +615,8 @@ def _operation_html(path: str, method: str, op: dict, security: bool) -> str:
             required = " <b>required</b>" if p.get("required") else ""
             out.append(
                 f"<tr><td><code>{_e(p['name'])}</code>{required}</td><td>{_e(p['in'])}</td>"
-                f"<td>{_schema_summary(p['schema'])}</td><td>{_e(p.get('description', ''))}</td></tr>"
+                f"<td>{_schema_summary(p['schema'])}</td>"
+                f"<td>{markdown_inline(p.get('description', ''))}</td></tr>"
             )
         out.append("</table>")
     body = op.get("requestBody")
@@ -565,7 +631,7 @@ def _operation_html(path: str, method: str, op: dict, security: bool) -> str:
     for status, response in op["responses"].items():
         schemas = [_schema_summary(m["schema"]) for m in response.get("content", {}).values()]
         out.append(
-            f"<tr><td><b>{_e(status)}</b></td><td>{_e(response['description'])}</td>"
+            f"<tr><td><b>{_e(status)}</b></td><td>{markdown_inline(response['description'])}</td>"
             f"<td>{', '.join(schemas)}</td></tr>"
         )
     out.append("</table>")
@@ -609,7 +675,8 @@ def docs_html(document: dict | None = None) -> str:
             body.append(_operation_html(path, method, op, security))
     schemes = "".join(
         f"<tr><td><code>{_e(name)}</code></td><td>{_e(s.get('type'))} "
-        f"{_e(s.get('scheme', s.get('name', '')))}</td><td>{_e(s.get('description', ''))}</td></tr>"
+        f"{_e(s.get('scheme', s.get('name', '')))}</td>"
+        f"<td>{markdown_inline(s.get('description', ''))}</td></tr>"
         for name, s in document["components"].get("securitySchemes", {}).items()
     )
     nav.append('<h4>schemas</h4><a href="#schemas">all schemas</a>')
@@ -617,9 +684,7 @@ def docs_html(document: dict | None = None) -> str:
         f'<h3 id="schema-{_e(name)}">{_e(name)}</h3><pre>{_pretty(schema)}</pre>'
         for name, schema in document["components"]["schemas"].items()
     )
-    description = "".join(
-        f"<p>{_e(paragraph)}</p>" for paragraph in info.get("description", "").split("\n\n")
-    )
+    description = markdown_html(info.get("description", ""))
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -628,8 +693,11 @@ def docs_html(document: dict | None = None) -> str:
         f'OpenAPI {_e(document["openapi"])}: <a href="openapi.json">openapi.json</a></header>'
         f'<main><nav>{"".join(nav)}</nav><div id="content">{description}'
         "<h2>Authentication</h2><p>For <i>Try it</i>: "
-        '<label>Authorization <input type="text" id="hk-auth" placeholder="Bearer hk_..."></label> '
-        '<label>X-API-Key <input type="text" id="hk-apikey"></label></p>'
+        "<label>API key or token, sent as <code>Authorization: Bearer</code> "
+        '<input type="text" id="hk-auth" placeholder="hk_... (Bearer is added)" autocomplete="off">'
+        "</label> "
+        '<label>or as <code>X-API-Key</code> <input type="text" id="hk-apikey" placeholder="hk_..." '
+        'autocomplete="off"></label></p>'
         f"<table>{schemes}</table>{''.join(body)}"
         f'<h2 id="schemas">Schemas</h2>{schemas}</div></main><script>{_JS}</script></body></html>'
     )

@@ -241,7 +241,18 @@ class Eip712Part(_Response):
     typed_data: dict[str, Any] = Field(
         description="The DeltaVerifier MintRequest: types, primaryType, domain, message."
     )
-    signatures: list[str] = Field(description="0x-hex 65-byte signatures of the typed data.")
+    signatures: list[str] = Field(
+        description="0x-hex 65-byte signatures of the typed data, in ascending signer address order."
+    )
+    signed_at: str | None = Field(None, description="ISO 8601 UTC time of this signing.")
+    expired: bool | None = Field(
+        None,
+        description="Added when served: whether the message's deadline has passed (renew it with "
+        "POST /attestations/{attestation_id}/renew).",
+    )
+    history: list[dict[str, Any]] | None = Field(
+        None, description="Earlier signings ({typed_data, signatures, signed_at}), oldest first."
+    )
 
 
 class AttestationDocument(_Response):
@@ -255,6 +266,9 @@ class AttestationDocument(_Response):
     created_at: str = Field(description="ISO 8601 UTC time of signing.")
     dsse: DsseEnvelope
     eip712: Eip712Part | None = Field(None, description="Only for a model with an on-chain id.")
+    eip712_omitted: str | None = Field(
+        None, description="Why an on-chain model's improvement has no EIP-712 MintRequest."
+    )
 
 
 class AttestationListResponse(_Response):
@@ -298,6 +312,11 @@ class VerifyAttestationResponse(_Response):
     threshold: int
     statement: dict[str, Any] | None = Field(
         description="The decoded in-toto Statement when it could be decoded; trust it only when valid."
+    )
+    eip712: dict[str, Any] | None = Field(
+        None,
+        description="The checked MintRequest: types (current or legacy), deadline, expired, "
+        "idempotency_key, baseline_commitment, candidate_commitment, signers.",
     )
 
 
@@ -400,14 +419,15 @@ class ContributorImpactQuery(_Request):
 
 
 def _contributor_schema(schema: dict[str, Any]) -> None:
-    # Absent, not null: exactly one of the two forms is present.
+    # Absent, not null: a weight, a sample count, or both (the weight splits, the count is stated).
     schema["properties"]["weight_bps"] = {"type": "integer", "minimum": 1, "maximum": TOTAL_BPS}
     schema["properties"]["samples"] = {"type": "integer", "minimum": 1, "maximum": SAMPLES_MAX}
-    schema["oneOf"] = [{"required": ["weight_bps"]}, {"required": ["samples"]}]
+    schema["anyOf"] = [{"required": ["weight_bps"]}, {"required": ["samples"]}]
 
 
 class ContributorEntry(_Request):
-    """One contributor: a weight in basis points, or a sample count (weights are then derived)."""
+    """One contributor: a weight in basis points, or a sample count (weights are then derived), or
+    a weight with the contributed rows it stands for (the MintRequest's ``totalSamples``)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_contributor_schema)
 
@@ -424,13 +444,17 @@ class ContributorEntry(_Request):
 
     @model_validator(mode="after")
     def _one_form(self) -> ContributorEntry:
-        if (self.weight_bps is None) == (self.samples is None):
-            raise _problem("give exactly one of weight_bps and samples")
+        if self.weight_bps is None and self.samples is None:
+            raise _problem("give weight_bps, samples, or both")
         return self
 
     def tag_entry(self) -> dict:
-        form = "weight_bps" if self.weight_bps is not None else "samples"
-        return {"address": self.address, form: getattr(self, form)}
+        return {
+            "address": self.address,
+            **{
+                key: getattr(self, key) for key in ("weight_bps", "samples") if getattr(self, key) is not None
+            },
+        }
 
 
 class RegisterModelRequest(_Request):

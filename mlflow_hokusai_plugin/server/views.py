@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, g, jsonify, request
 
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
@@ -64,7 +66,7 @@ def get_attestation(attestation_id: str):
     # Another project's attestation does not exist for a key scoped to this one.
     if document is None or not _document_in_scope(document):
         return not_found(f"attestation '{attestation_id}' does not exist")
-    return jsonify(document)
+    return jsonify(with_expiry(document))
 
 
 @_route(routes.LIST_ATTESTATIONS, methods=["GET"])
@@ -73,7 +75,48 @@ def list_attestations():
     if not model_id:
         return invalid_parameter(ValidationError("model_id", "is required"))
     documents = _state().hokusai_store().list_attestations(model_id)
-    return jsonify({"attestations": [document for document in documents if _document_in_scope(document)]})
+    return jsonify({"attestations": [with_expiry(d) for d in documents if _document_in_scope(d)]})
+
+
+@_route(routes.RENEW_ATTESTATION, methods=["POST"])
+def renew_attestation(attestation_id: str):
+    missing = f"attestation '{attestation_id}' does not exist"
+    registrar = _state().registry_store().registrar
+    refusal: list = []
+
+    def may_renew(document: dict, model_id: str) -> bool:
+        if not _document_in_scope(document):
+            return False
+        if _state().config.auth == "basic":
+            from mlflow_hokusai_plugin.server.basic_auth import model_permission_problem
+
+            problem = model_permission_problem(model_id.rpartition("/")[0])
+            if problem is not None:
+                refusal.append(problem)
+                return False
+        return True
+
+    from mlflow_hokusai_plugin.server.request_context import current_actor, current_request_id
+
+    document = registrar.renew(
+        attestation_id, may_renew, actor=current_actor(), request_id=current_request_id()
+    )
+    if refusal:
+        return refusal[0]
+    if document is None:
+        return not_found(missing)
+    return jsonify(with_expiry(document))
+
+
+def with_expiry(document: dict) -> dict:
+    """The document as served: its EIP-712 part says whether its deadline has passed."""
+    part = document.get("eip712")
+    if not isinstance(part, dict):
+        return document
+    deadline = (((part.get("typed_data") or {}).get("message") or {}).get("payload") or {}).get("deadline")
+    if not isinstance(deadline, int):
+        return document  # the MintRequest types of before 2026-06-10 had no deadline
+    return {**document, "eip712": {**part, "expired": time.time() > deadline}}
 
 
 @blueprint.app_errorhandler(ValidationError)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,6 +30,7 @@ from mlflow_hokusai_plugin.core.attestation import document_predicate
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import OnchainTarget, attest_improvement
 from mlflow_hokusai_plugin.core.metrics import compute_improvement
+from mlflow_hokusai_plugin.core.mint_request import DEFAULT_SIGNATURE_TTL
 from mlflow_hokusai_plugin.services import mlflow_facts
 from mlflow_hokusai_plugin.services.hokusai_server import as_validation_error, hokusai_app_client
 from mlflow_hokusai_plugin.signer import Signer
@@ -322,6 +326,8 @@ class HokusaiModelRegistry:
             model_type=tags.get(T.MODEL_TYPE),
             pipeline_run_id=tags.get(T.PIPELINE_RUN_ID),
             onchain=self._onchain_target(version.name, metadata),
+            deadline=_signature_deadline(),
+            total_samples=_total_samples(entries),
             # Declared deltas (older API) say which metrics the caller vouches for: compare those.
             metrics=sorted(declared) or None,
             directions=metadata.get("directions"),
@@ -376,9 +382,12 @@ class HokusaiModelRegistry:
         """The Hokusai server validated and attested the version while creating it: read it back."""
         if metadata.get("description"):
             current = self.client.get_model_version(version.name, version.version)
-            server_summary = summary.MARKER + (current.description or "").split(summary.MARKER, 1)[-1]
+            server_summary = summary.server_block(current.description)
+            own = metadata["description"]
             self.client.update_model_version(
-                version.name, version.version, description=f"{metadata['description']}\n\n{server_summary}"
+                version.name,
+                version.version,
+                description=f"{own}\n\n{server_summary}" if server_summary else own,
             )
         model_id = T.format_model_id(version.name, version.version)
         result = self.get_improvement(model_id, directions=metadata.get("directions"))
@@ -419,9 +428,10 @@ class HokusaiModelRegistry:
         # (``metadata["metrics"]``) or declared through the older API's delta_metrics.
         declared = declared_metrics() if declared_metrics else {}
         metrics = dict(metadata.get("metrics") or {}) or declared
-        mlflow.set_tracking_uri(self.tracking_uri)
-        experiment = mlflow.set_experiment(self.experiment_name)
-        with mlflow.start_run(experiment_id=experiment.experiment_id):
+        with (
+            _fluent_uris(self.tracking_uri, self.client._registry_uri),
+            mlflow.start_run(experiment_id=mlflow.set_experiment(self.experiment_name).experiment_id),
+        ):
             uri = mlflow_facts.log_model_object(model)
             if metrics:
                 mlflow.log_metrics(metrics)
@@ -447,21 +457,12 @@ class HokusaiModelRegistry:
                     raise
         elif T.PROJECT not in registered.tags:
             self.client.set_registered_model_tag(name, T.PROJECT, project)
-        # mlflow.register_model reads the fluent URIs: the registry's, and the tracking server's to
-        # resolve a models:/m-<id> source. Both must be this registry's, whatever the caller's are.
-        # (MLflow's own context manager restores an unset tracking URI as unset.)
-        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
-        previous = mlflow.get_registry_uri()
-        mlflow.set_registry_uri(self.client._registry_uri)
         try:
-            with _use_tracking_uri(self.tracking_uri):
+            with _fluent_uris(self.tracking_uri, self.client._registry_uri):
                 return mlflow.register_model(source_uri, name, tags=tags)
         except MlflowException as exc:
             # A Hokusai server validates the tags and refuses bad ones before writing anything.
             raise as_validation_error(exc) from None
-        finally:
-            mlflow.set_registry_uri(previous)
 
     def _set_description(self, version: ModelVersion, own: str | None, markdown: str) -> None:
         text = summary.replace_summary(own if own is not None else version.description, markdown)
@@ -539,3 +540,51 @@ def _check_declared(declared: Mapping[str, float], metric_deltas: Mapping[str, M
                 f"delta_metrics.{metric}",
                 f"declared {value} but the runs measured {measured['absolute_delta']}",
             )
+
+
+def _signature_deadline() -> int:
+    """Now plus ``HOKUSAI_SIGNATURE_TTL`` seconds (five days by default), as the server signs."""
+    raw = os.environ.get("HOKUSAI_SIGNATURE_TTL", "").strip()
+    if raw and not (raw.isascii() and raw.isdigit() and int(raw) > 0):
+        raise ValidationError("HOKUSAI_SIGNATURE_TTL", f"{raw!r}: expected a positive number of seconds")
+    return int(time.time()) + (int(raw) if raw else DEFAULT_SIGNATURE_TTL)
+
+
+def _total_samples(entries: list[dict]) -> int:
+    """The contributed rows when every contributor states them, else 0 (unknown)."""
+    samples = [entry.get("samples") for entry in entries]
+    return sum(samples) if samples and all(value is not None for value in samples) else 0
+
+
+_FLUENT_URIS_LOCK = threading.RLock()
+
+
+@contextmanager
+def _fluent_uris(tracking_uri: str, registry_uri: str) -> Iterator[None]:
+    """MLflow's fluent tracking and registry URIs set to these for the block, then put back exactly.
+
+    mlflow.register_model reads the fluent URIs (the registry's, and the tracking server's to
+    resolve a ``models:/m-<id>`` source), and both must be this registry's. MLflow's own
+    ``_use_tracking_uri`` cannot be used: restoring a URI that came from ``MLFLOW_TRACKING_URI``
+    alone, it deletes that variable from the caller's environment. The URIs are the process's, so
+    threads registering at once take turns (one lock; a thread's own fluent calls meanwhile see
+    this registry's URIs, as MLflow's fluent API is process-wide anyway).
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    with _FLUENT_URIS_LOCK:
+        environment = {name: os.environ.get(name) for name in names}
+        fluent = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(registry_uri)
+        try:
+            yield
+        finally:
+            tracking_utils._tracking_uri, registry_utils._registry_uri = fluent
+            for name, value in environment.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

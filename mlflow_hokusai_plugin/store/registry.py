@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersionTag
+from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.model_registry.dbmodels.models import (
@@ -78,16 +81,21 @@ class HokusaiRegistryStore(SqlAlchemyStore):
     # -- wiring -------------------------------------------------------------------------------
 
     @cached_property
-    def registrar(self) -> Registrar:
+    def _config(self) -> Any:
         from mlflow_hokusai_plugin.server.config import HokusaiConfig
 
-        config = HokusaiConfig.from_env()
+        return HokusaiConfig.from_env()
+
+    @cached_property
+    def registrar(self) -> Registrar:
+        config = self._config
         return Registrar(
             registry=_PlainRegistry(self),
             tracking=self._tracking_store,
             store=self.hokusai,
             signer=self._get_signer,
             onchain=lambda name: config.onchain_target(self.registered_model_tag(name, T.ONCHAIN_MODEL_ID)),
+            deadline=lambda: config.deadline(time.time()),
             audit=self.audit,
         )
 
@@ -176,7 +184,10 @@ class HokusaiRegistryStore(SqlAlchemyStore):
         )
         if improved and not self._complete(name, version.version, written=version, prepared=prepared):
             return self.get_model_version(name, version.version)  # failed or pending: as stored
-        return version  # complete() brought it up to date with what it stored
+        if not improved and T.PROJECT in tag_map:
+            # A baseline's digest is its model's on-chain genesis: known from the start.
+            self.registrar.record_artifact_digest(version)
+        return version  # brought up to date with what was stored
 
     def set_model_version_tag(self, name, version, tag, *args, **kwargs):
         _refuse_server_tags({tag.key: tag.value})
@@ -285,7 +296,7 @@ class HokusaiRegistryStore(SqlAlchemyStore):
 
     def create_registered_model(self, name, *args, **kwargs):
         tags = kwargs.get("tags") if "tags" in kwargs else (args[0] if args else None)
-        _check_model_tags({tag.key: tag.value for tag in tags or []})
+        _check_model_tags({tag.key: tag.value for tag in tags or []}, self._config)
         _check_description(_argument(args, kwargs, "description", 1))
         result = super().create_registered_model(name, *args, **kwargs)
         self._audit("registered_model.create", _model_target(name), after=_model_state(result))
@@ -309,7 +320,7 @@ class HokusaiRegistryStore(SqlAlchemyStore):
         self._audit("registered_model.delete", _model_target(name), before=before)
 
     def set_registered_model_tag(self, name, tag, *args, **kwargs):
-        _check_model_tags({tag.key: tag.value})
+        _check_model_tags({tag.key: tag.value}, self._config)
         before = self.get_registered_model(name).tags.get(tag.key)
         if tag.key == T.PROJECT and before != tag.value:
             self._set_model_project(name, tag.value)
@@ -644,6 +655,115 @@ class _PlainRegistry:
                 else:
                     session.add(SqlModelVersionTag(**scope, name=name, version=version, key=key, value=value))
 
+    def update_description(
+        self,
+        name: str,
+        version: str | int,
+        rewrite: Callable[[str | None, dict[str, str]], str | None],
+    ) -> bool:
+        """Set one version's description to ``rewrite(stored description, tags)`` (None: keep it);
+        False when nothing was written.
+
+        Written only over the description ``rewrite`` saw, else read and rewritten again (as
+        ``HokusaiStore.replace_attestation`` renews): ``rewrite`` reads what it lists after the
+        description, so a concurrent writer's text is either read or makes this write retry, and
+        is never undone. No row lock, so no connection is held while ``rewrite`` reads.
+        """
+        for _ in range(20):
+            current = self._store.get_model_version(name, str(version))
+            stored = current.description
+            text = rewrite(stored, dict(current.tags or {}))
+            if text is None or text == stored:
+                return False
+            column = SqlModelVersion.description
+            unchanged = column.is_(None) if stored is None else column == stored
+            with _write_session(self._store) as session:
+                written = (
+                    self._store._get_query(session, SqlModelVersion)
+                    .filter(
+                        SqlModelVersion.name == name,
+                        SqlModelVersion.version == int(version),
+                        SqlModelVersion.current_stage != STAGE_DELETED_INTERNAL,
+                        unchanged,
+                    )
+                    .update(
+                        {"description": text, "last_updated_time": get_current_time_millis()},
+                        synchronize_session=False,
+                    )
+                )
+            if written == 1:
+                return True
+        raise RuntimeError(f"the description of {name}/{version} is being rewritten concurrently")
+
+    def first_baseline_version(self, name: str) -> str | None:
+        """The lowest version of registered model ``name`` with ``hokusai.project`` and no
+        ``hokusai.baseline``: the baseline whose digest is the model's on-chain genesis."""
+        from sqlalchemy import and_, exists, func
+        from sqlalchemy.orm import aliased
+
+        baseline = aliased(SqlModelVersionTag)
+        project = SqlModelVersionTag
+        with self._store.ManagedSessionMaker() as session:
+            found = (
+                session.query(func.min(project.version))
+                .filter(
+                    project.name == name,
+                    project.key == T.PROJECT,
+                    ~exists().where(
+                        and_(
+                            baseline.name == project.name,
+                            baseline.version == project.version,
+                            baseline.key == T.BASELINE,
+                        )
+                    ),
+                )
+                .scalar()
+            )
+        return None if found is None else str(found)
+
+    def versions_with_digest(self, name: str, digest: str) -> list[str]:
+        """The versions of registered model ``name`` whose ``hokusai.artifact_digest`` is ``digest``."""
+        with self._store.ManagedSessionMaker() as session:
+            rows = (
+                session.query(SqlModelVersionTag.version)
+                .filter(
+                    SqlModelVersionTag.name == name,
+                    SqlModelVersionTag.key == T.ARTIFACT_DIGEST,
+                    SqlModelVersionTag.value == digest,
+                )
+                .all()
+            )
+        return sorted(str(version) for (version,) in rows)
+
+    def undigested_versions(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """Up to ``limit`` versions registered with ``hokusai.project`` and no improvement (status
+        ``not_applicable``) that have no ``hokusai.artifact_digest`` yet: baselines registered
+        before digests were written at registration, or whose artifact store failed then."""
+        from sqlalchemy import and_, exists
+        from sqlalchemy.orm import aliased
+
+        digest = aliased(SqlModelVersionTag)
+        status = SqlModelVersionTag
+        with self._store.ManagedSessionMaker() as session:
+            rows = (
+                session.query(status.name, status.version)
+                .filter(
+                    status.key == T.ATTESTATION_STATUS,
+                    status.value == T.STATUS_NOT_APPLICABLE,
+                    ~exists().where(
+                        and_(
+                            digest.name == status.name,
+                            digest.version == status.version,
+                            digest.key == T.ARTIFACT_DIGEST,
+                        )
+                    ),
+                )
+                .order_by(status.name, status.version)
+                .limit(limit)
+                .all()
+            )
+        return [(name, str(version)) for name, version in rows]
+
     def pending_versions(self) -> list[tuple[str, str]]:
         found, token = [], None
         while True:
@@ -676,13 +796,15 @@ def _refuse_server_tags(tag_map: dict[str, str], level: str = _VERSION) -> None:
             raise invalid(ValidationError(key, problem))
 
 
-def _check_model_tags(tag_map: dict[str, str]) -> None:
+def _check_model_tags(tag_map: dict[str, str], config: Any) -> None:
     _refuse_server_tags(tag_map, _MODEL)
     try:
         if T.PROJECT in tag_map:
             T.check_project(tag_map[T.PROJECT], T.PROJECT)
         if T.ONCHAIN_MODEL_ID in tag_map:
             T.check_onchain_model_id(tag_map[T.ONCHAIN_MODEL_ID])
+            # Refused now, not found out when the first improvement cannot be signed for the chain.
+            config.onchain_target(tag_map[T.ONCHAIN_MODEL_ID])
     except ValidationError as exc:
         raise invalid(exc) from None
 

@@ -9,15 +9,24 @@ download with the digests their attestations signed, and it keeps attesting.
 
 Then: a tampered file is refused by restore and named by verify; a backup whose rows were altered
 (a forged attestation, an edited audit entry, a dangling attestation tag) restores but fails
-verify; SQLite with local artifacts; bad input is one line and exit 2, never a password.
+verify; SQLite with local artifacts; a progress bar on a terminal and none on a pipe; bad input is
+one line and exit 2, never a password.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
+import os
+import pty
+import re
+import select
 import shutil
+import struct
+import subprocess
+import termios
 import time
 import uuid
 from dataclasses import dataclass
@@ -39,8 +48,9 @@ from mlflow_hokusai_plugin.cli import main
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.canonical import canonical_json
 from mlflow_hokusai_plugin.db.backups import last_backup_time
-from mlflow_hokusai_plugin.db.migrate import head_revision
+from mlflow_hokusai_plugin.db.migrate import head_revision, upgrade
 from mlflow_hokusai_plugin.db.store import make_engine
+from tests.integration.test_cli import HOKUSAI, hokusai
 from tests.integration.test_server_plugin import (
     attester_address,
     http_get,
@@ -584,6 +594,94 @@ def test_sqlite_backup_with_local_artifacts(hokusai_servers, tmp_path):
         if p.is_file()
     }
     assert originals == copies and originals
+
+
+# -- progress -------------------------------------------------------------------------------------
+
+
+def on_terminal(*args: str, size: tuple[int, int] | None, timeout: float = 120) -> tuple[int, str, str]:
+    """``hokusai <args>`` with stderr on a pseudo-terminal (``size`` = rows, columns, or None for
+    one that reports no size, as a fresh pty does) and stdout on a pipe: (exit code, stdout,
+    everything the terminal received)."""
+    master, slave = pty.openpty()
+    if size is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HOKUSAI_", "TQDM_"))}
+    try:
+        process = subprocess.Popen(
+            [HOKUSAI, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env
+        )
+    finally:
+        os.close(slave)
+    received = b""
+    deadline = time.monotonic() + timeout
+    try:
+        # Read while it runs: a full pty buffer would block the command's writes.
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if not ready:
+                continue
+            try:
+                block = os.read(master, 65536)
+            except OSError:  # EIO: the command closed its end of the terminal
+                break
+            if not block:
+                break
+            received += block
+        stdout = process.communicate(timeout=max(1, deadline - time.monotonic()))[0]
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, stdout.decode(), received.decode(errors="replace")
+
+
+BAR = re.compile(r"(?P<desc>[a-z ]+): +100%\|█+\| (?P<n>\d+)/(?P=n) ")
+
+
+def test_backup_create_and_restore_draw_a_bar_on_a_terminal_and_nothing_on_a_pipe(tmp_path):
+    assert HOKUSAI, "the hokusai console script is not installed (pip install -e .)"
+    store_uri = f"hokusai+sqlite:///{tmp_path / 'source.db'}"
+    upgrade(store_uri)  # the plugin's tables: a database the backup can record itself in
+    artifacts = tmp_path / "mlartifacts"
+    for index in range(5):
+        (artifacts / "1" / f"run{index}" / "artifacts").mkdir(parents=True)
+        (artifacts / "1" / f"run{index}" / "artifacts" / "model.pkl").write_bytes(bytes([index]) * 1000)
+    create = ("backup", "create", "--store-uri", store_uri, "--artifacts", str(artifacts))
+
+    code, stdout, terminal = on_terminal(*create, "--output", str(tmp_path / "tty"), size=(40, 120))
+    assert code == 0, terminal
+    bars = {m["desc"]: int(m["n"]) for m in BAR.finditer(terminal)}
+    assert bars == {"dumping the database": 1, "copying artifacts": 5}, terminal
+    # The bar is on the terminal only: stdout, which scripts read, is the backup's path alone.
+    backup_dir = Path(stdout.strip())
+    assert stdout == f"{backup_dir}\n" and (backup_dir / "manifest.json").is_file()
+    assert "manifest sha256" in terminal
+
+    # The same command on a pipe (as in a log or CI): only the one summary line on stderr.
+    piped = hokusai(*create, "--output", str(tmp_path / "pipe"))
+    assert piped.returncode == 0, piped.stderr
+    assert "%|" not in piped.stderr and "\r" not in piped.stderr and "it/s" not in piped.stderr
+    assert len(piped.stderr.splitlines()) == 1 and "manifest sha256" in piped.stderr
+    assert Path(piped.stdout.strip()).parent == tmp_path / "pipe"
+
+    # Restore, on a terminal that reports no size: the bar is still drawn (80 columns).
+    target = f"hokusai+sqlite:///{tmp_path / 'restored.db'}"
+    code, stdout, terminal = on_terminal(
+        "backup",
+        "restore",
+        str(backup_dir),
+        "--store-uri",
+        target,
+        "--artifacts",
+        str(tmp_path / "r"),
+        size=None,
+    )
+    assert code == 0, terminal
+    bars = {m["desc"]: int(m["n"]) for m in BAR.finditer(terminal)}
+    assert bars == {"checking files": 6, "restoring artifacts": 5, "restoring the database": 1}, terminal
+    assert all(len(line) <= 80 for line in re.split(r"[\r\n]+", terminal)), terminal
+    assert stdout.startswith("restored ") and "5 artifact files" in stdout
 
 
 # -- bad input ------------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 import psycopg2
+import pytest
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -366,3 +366,29 @@ def test_standard_mlflow_credentials_are_sent(stand_in, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "s3cr3t")
     stand_in.client.list_projects()
     assert stand_in.requests[-1]["authorization"] == "Bearer s3cr3t"
+
+
+def test_a_client_opens_a_hokusai_store_as_it_opens_mlflows_own(tmp_path):
+    """``MlflowClient("hokusai+sqlite:///...")`` with no artifact root: ./mlruns, as MLflow's own."""
+    code = textwrap.dedent(
+        """
+        import mlflow
+        from mlflow import MlflowClient
+        locations = []
+        for uri in ("sqlite:///plain.db", "hokusai+sqlite:///hokusai.db"):
+            client = MlflowClient(tracking_uri=uri)
+            experiment = client.create_experiment("e")
+            run = client.create_run(experiment)
+            client.log_metric(run.info.run_id, "accuracy", 0.8)
+            assert client.get_run(run.info.run_id).data.metrics == {"accuracy": 0.8}
+            locations.append(client.get_experiment(experiment).artifact_location)
+        print(locations)
+        assert locations[0] == locations[1], locations
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert str(tmp_path / "mlruns") in done.stdout

@@ -97,6 +97,8 @@ def test_dry_run_then_apply_then_attest(legacy):
 
     applied = hokusai("migrate", "--store-uri", store_uri, "--mapping", plan_file, "--apply")
     assert applied.returncode == 0, applied.stderr
+    # stderr is a pipe here, as in a log: no progress bar (one is drawn on a terminal only).
+    assert "migrating versions" not in applied.stderr and "%|" not in applied.stderr
     found = versions(url, name)
     assert (
         found["1"].tags[T.PROJECT] == "legacy" and found["1"].tags[T.ATTESTATION_STATUS] == "not_applicable"

@@ -228,7 +228,7 @@ def test_a_bad_limit_string_stops_the_server(hokusai_servers, monkeypatch):
         hokusai_servers.start("sqlite", workers=1, env={"HOKUSAI_RATELIMIT_WRITE": "lots/minute"})
     message = str(raised.value)
     assert "HOKUSAI_RATELIMIT_WRITE='lots/minute' is not a rate limit" in message, message[-2000:]
-    assert "exited with code" in message, message[:300]
+    assert "exited with code 1." in message, message[:300]
     assert time.monotonic() - started < REFUSAL_TIMEOUT_S
 
 

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import mlflow
 import mlflow.server
@@ -27,10 +28,12 @@ from mlflow import MlflowClient
 from sklearn.dummy import DummyClassifier
 from sqlalchemy import event
 
+from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.db.projects import unified_registry
 from mlflow_hokusai_plugin.db.store import make_engine
 from mlflow_hokusai_plugin.server import routes
+from tests.unit.test_summary import mlflow_table_cell
 
 API = routes.API_PREFIX
 ALICE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -235,6 +238,28 @@ def test_baseline_then_improvements_with_each_model_uri_form(api, chain, atteste
     assert fourth["delta_one_bps"] == 200
     assert versions_of(name) == ["1", "2", "3", "4"]
 
+    # In the MLflow UI: each version's table cell shows its headline, not the marker; an
+    # improvement links its baseline's page; a baseline lists its improvements, linked.
+    def link(version: str) -> str:
+        return f"[`{name}/{version}`](#/models/{quote(name, safe='')}/versions/{version})"
+
+    described = {v: registry().get_model_version(name, v).description for v in ("1", "2", "3", "4")}
+    assert mlflow_table_cell(base["model_version"]["description"]).startswith("**Hokusai baseline**")
+    for version, text in described.items():
+        cell = mlflow_table_cell(text)
+        assert "<!--" not in cell and cell.startswith("**Hokusai "), (version, cell)
+        assert text.count(summary.MARKER) == 1, text
+    for version, baseline in (("2", "1"), ("3", "2"), ("4", "3")):
+        assert f"**Hokusai improvement** over {link(baseline)} on `accuracy`" in described[version]
+    # (Other tests of the module register improvements of the chain's baseline too.)
+    assert f"{link('2')} (4 DeltaOne)" in described["1"].split(f"\n\n{summary.IMPROVED_BY} ", 1)[1]
+    # An improvement that is a baseline too: its own summary, then its improvements.
+    assert described["2"].endswith(
+        f"{improved['attestation_id']}`.\n\n**Improved by** {link('3')} (1 DeltaOne)."
+    )
+    assert described["3"].endswith(f"\n\n**Improved by** {link('4')} (2 DeltaOne).")
+    assert summary.IMPROVED_BY not in described["4"]
+
 
 def test_the_ajax_prefix_serves_the_same_routes(api, chain):
     status, body, _ = api.call("GET", "/projects", prefix=routes.AJAX_API_PREFIX)
@@ -274,7 +299,7 @@ def candidate_run(server) -> str:
             "contributors[0].weight_bps",
         ),
         (
-            lambda b: b.update(contributors=[{"address": ALICE, "weight_bps": 1, "samples": 2}]),
+            lambda b: b.update(contributors=[{"address": ALICE}]),
             "contributors[0]",
         ),
         (lambda b: b.update(contributor=ALICE), "contributor"),
@@ -593,7 +618,7 @@ def test_openapi_document_is_valid_and_lists_every_route_of_both_blueprints(api)
                 mirrored.add((API + path.removeprefix(routes.AJAX_API_PREFIX), method.lower()))
     documented = {(path, method) for path, methods in document["paths"].items() for method in methods}
     assert documented == served == mirrored
-    assert len(documented) == 15
+    assert len(documented) == 16
 
     schemes = document["components"]["securitySchemes"]
     assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
@@ -633,6 +658,13 @@ def test_docs_page_is_self_contained(api):
         for operation_id in ("registerModel", "verifyAttestation", "listProjects", "getModelLineage"):
             assert f'id="op-{operation_id}"' in page
         assert 'id="schema-RegisterModelRequest"' in page
+        # Descriptions' Markdown is rendered: code spans, not raw backticks.
+        verify = re.search(r'<section class="op" id="op-verifyAttestation">.*?</section>', page, re.S)
+        assert verify and "<code>hokusai attestation verify</code>" in verify.group(0)
+        assert "`" not in verify.group(0)
+        # The "Try it" key field takes a bare hk_... key: the script adds "Bearer ".
+        assert 'placeholder="hk_... (Bearer is added)"' in page
+        assert "return 'Bearer '+value;" in page
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(api):

@@ -45,7 +45,9 @@ from mlflow_hokusai_plugin.db.store import HokusaiStore, make_engine
 from mlflow_hokusai_plugin.embedded_server import MlflowServerProcess, ServerStartError
 from mlflow_hokusai_plugin.improvements import FAULT_DELAY_ENV
 from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER
+from mlflow_hokusai_plugin.store import WORKSPACES_UNSUPPORTED
 from tests.integration.test_services import verify_like_an_outsider
+from tests.unit.test_summary import mlflow_table_cell
 
 ALICE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 BOB = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
@@ -356,6 +358,17 @@ def test_plain_client_registration_is_attested_and_verifies(kind, matrix, hokusa
     assert not document.get("eip712")
     mv = client.get_model_version(name, "2")
     assert "7 DeltaOne" in mv.description and ALICE in mv.description
+    # The MLflow UI: the versions table shows headlines (not the marker); the improvement links its
+    # baseline; the baseline, registered by a plain client without a summary, gains one that
+    # links its improvement.
+    assert f"over [`{baseline}`](#/models/{name}/versions/1) on `accuracy`" in mv.description
+    base_description = client.get_model_version(name, "1").description
+    assert base_description == (
+        "**Hokusai baseline** of project `churn` (classification), benchmark metric `accuracy`. "
+        f"<!-- hokusai -->\n\n**Improved by** [`{name}/2`](#/models/{name}/versions/2) (7 DeltaOne)."
+    )
+    for cell in (mlflow_table_cell(mv.description), mlflow_table_cell(base_description)):
+        assert cell.startswith("**Hokusai ") and "<!--" not in cell, cell
     predicate = json.loads(base64.b64decode(document["dsse"]["payload"]))["predicate"]
     assert predicate["benchmark"] == {"metric": "accuracy", "dataset_digest": DIGEST}
     assert [(c["address"], c["weight_bps"], c["attributed_bps"]) for c in predicate["contributors"]] == [
@@ -749,10 +762,10 @@ def quick_refusal(monkeypatch):
 
 @pytest.mark.parametrize("gunicorn", [False, True], ids=["uvicorn", "gunicorn"])
 def test_server_refuses_to_start_without_an_attester_key(gunicorn, hokusai_servers, quick_refusal):
-    """``mlflow server --app-name hokusai`` without a key exits with the reason in its log.
+    """``mlflow server --app-name hokusai`` without a key exits 1 with the reason in one line.
 
     Under uvicorn (MLflow's default) a worker whose app factory raises is restarted by the
-    supervisor, forever: refusing means ending the whole server, not only the worker.
+    supervisor, forever: the refusal happens in the ``mlflow server`` process, before any worker.
     """
     with pytest.raises(ServerStartError) as raised:
         hokusai_servers.start(
@@ -765,23 +778,47 @@ def test_server_refuses_to_start_without_an_attester_key(gunicorn, hokusai_serve
             env={"HOKUSAI_ATTESTER_KEY": "", "HOKUSAI_DEV_MODE": "", "HOKUSAI_AUTH": "apikey"},
         )
     message = str(raised.value)
-    # It refused: the process exited, it did not merely stay unhealthy until the timeout.
-    assert "exited with code" in message, message[:200]
-    assert "no attester key" in message and "HOKUSAI_DEV_MODE=1" in message
+    # It refused: the process exited non-zero, it did not merely stay unhealthy until the timeout.
+    assert "exited with code 1." in message, message[:200]
+    assert "hokusai: the server cannot start: no attester key" in message and "HOKUSAI_DEV_MODE=1" in message
 
 
-def test_server_refuses_a_plain_backend_store_uri(hokusai_servers, tmp_path, quick_refusal):
+@pytest.mark.parametrize("gunicorn", [False, True], ids=["uvicorn", "gunicorn"])
+def test_server_refuses_a_plain_backend_store_uri(gunicorn, hokusai_servers, tmp_path, quick_refusal):
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as MlflowTrackingStore
 
     # An existing plain MLflow database (made here: MLflow's migrations are slow in a server start).
     plain = f"sqlite:///{tmp_path / 'plain.db'}"
     MlflowTrackingStore(plain, tmp_path.as_uri()).engine.dispose()
-    # gunicorn: under uvicorn the refusal never ends the process (see the attester-key test).
     with pytest.raises(ServerStartError) as raised:
-        hokusai_servers.start("sqlite", gunicorn=True, workers=1, store_uri=plain)
+        hokusai_servers.start("sqlite", gunicorn=gunicorn, workers=1 if gunicorn else 2, store_uri=plain)
     message = str(raised.value)
-    assert "exited with code" in message, message[:200]
-    assert "needs a Hokusai store" in message and "hokusai+postgresql://" in message
+    assert "exited with code 1." in message, message[:200]
+    assert "hokusai: the server cannot start: the hokusai app needs a Hokusai store" in message
+    assert "hokusai+postgresql://" in message and "(got sqlite://)" in message
+
+
+def test_server_refuses_mlflow_workspaces(hokusai_servers, quick_refusal):
+    with pytest.raises(ServerStartError) as raised:
+        hokusai_servers.start("sqlite", workers=1, extra_args=["--enable-workspaces"])
+    message = str(raised.value)
+    assert "exited with code 1." in message, message[:200]
+    assert WORKSPACES_UNSUPPORTED in message
+
+
+def test_each_worker_says_at_start_what_it_signs_with_and_uses(hokusai_server, hokusai_servers):
+    def starts():
+        lines = hokusai_server.log_path.read_text(errors="replace").splitlines()
+        found = [json.loads(line) for line in lines if line.startswith('{"event": "start"')]
+        return found if len(found) >= 2 else None
+
+    found = wait_for(starts, 30, "a start line from each of the 2 workers")
+    assert len({line["pid"] for line in found}) == len(found)
+    for line in found:
+        assert line["attester"] == attester_address(hokusai_servers) and line["ephemeral_key"] is False
+        assert line["auth"] == "none" and line["rate_limits"] is None  # the fixture's settings
+        assert line["store"] == hokusai_server.store_uri
+        assert line["artifacts"] == f"s3://{hokusai_servers.s3.bucket}/hokusai-artifacts"
 
 
 def test_dev_mode_without_a_key_signs_with_one_loudly_ephemeral_key(hokusai_servers, point_at):
@@ -954,7 +991,7 @@ def test_concurrent_reconcilers_record_a_crashed_registration_once(
 def test_a_concurrent_writer_of_the_same_tag_does_not_leave_a_registration_pending(
     hokusai_server, hokusai_servers, point_at, server_side_env
 ):
-    """Two improvements of one fresh baseline, registered at once, both write its artifact digest tag.
+    """Two improvements of one baseline with no digest yet, registered at once, both write its digest tag.
 
     Made deterministic: this test is the other writer. It inserts the baseline's digest tag (the same
     value) in a transaction it holds open until the server's own insert of that tag waits on it,
@@ -967,10 +1004,17 @@ def test_a_concurrent_writer_of_the_same_tag_does_not_leave_a_registration_pendi
     name = unique("fresh")
     baseline = register_baseline(name)
     baseline_mv = client.get_model_version(name, "1")
-    assert T.ARTIFACT_DIGEST not in baseline_mv.tags  # nothing has needed it yet
     assert baseline_mv.source.startswith("models:/m-")
     location = client.get_logged_model(baseline_mv.source[len("models:/") :]).artifact_location
     digest = artifact_uri_digest(location)
+    # Written at registration; taken away to make a baseline registered before that was so (or
+    # whose artifact store failed then), whose digest the first improvement naming it computes.
+    assert baseline_mv.tags[T.ARTIFACT_DIGEST] == digest
+    with engine_of(store_uri).begin() as connection:
+        connection.execute(
+            text("DELETE FROM model_version_tags WHERE name = :n AND version = 1 AND key = :k"),
+            {"n": name, "k": T.ARTIFACT_DIGEST},
+        )
     candidate = log_candidate({"accuracy": 0.81, "f1_score": 0.72})
 
     engine = engine_of(store_uri)
@@ -1076,6 +1120,17 @@ def test_sixteen_concurrent_registrations_give_one_edge_and_one_attestation_each
         if mv.version != "1"
     }
     assert len(ids) == 16
+    # The baseline's summary lists the latest and counts them all: no concurrent writer's list
+    # was written over by an older one.
+    latest = sql(
+        store_uri,
+        "SELECT child_model_id FROM hokusai_lineage_edges WHERE parent_model_id = :p "
+        "ORDER BY created_at DESC, id DESC LIMIT 5",
+        p=baseline,
+    )
+    listing = client.get_model_version(name, "1").description.split("\n\n")[-1]
+    assert listing.startswith("**Improved by** 16 versions, the latest 5: "), listing
+    assert [part.split("`")[1] for part in listing.split("[")[1:]] == [row[0] for row in latest]
     for attestation_id in list(ids)[:4]:
         assert verify_like_an_outsider(fetch_attestation(server, attestation_id)) == attester_address(
             hokusai_servers

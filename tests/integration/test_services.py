@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
 
 import mlflow
@@ -110,6 +111,23 @@ def test_baseline_then_improvement_is_attested_and_visible_in_tags(registry, sig
     assert registry.get_attestation(improved["model_id"]) == document
     keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=s3.bucket)["Contents"]]
     assert any(key.endswith(f"hokusai/attestations/{document['id']}.json") for key in keys)
+
+
+def test_registering_leaves_the_callers_mlflow_uris_as_they_were(mlflow_server, signer, name, monkeypatch):
+    """A client configured by MLFLOW_TRACKING_URI alone keeps it (MLflow's own _use_tracking_uri
+    deletes it on the way out, and the next log_model then fails on MLflow's default store)."""
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    registry = HokusaiModelRegistry(signer=signer)
+    registry.register_baseline(log_candidate({"accuracy": 0.7}), "classification", name=name)
+    registry.register_baseline(DummyClassifier().fit([[0], [1]], [0, 1]), "classification", name=name)
+    assert os.environ["MLFLOW_TRACKING_URI"] == mlflow_server.url
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert tracking_utils._tracking_uri is None
+    log_candidate({"accuracy": 0.8})  # the next run still goes to the server
 
 
 def test_lineage_runs_root_first_across_model_names(registry, name):

@@ -18,6 +18,8 @@ from mlflow import MlflowClient
 
 from mlflow_hokusai_plugin.core import tags as T
 
+pytestmark = pytest.mark.slow
+
 ALICE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 

@@ -23,8 +23,9 @@ from mlflow_hokusai_plugin.core.attestation import (
     verify_envelope,
 )
 from mlflow_hokusai_plugin.core.canonical import canonical_json
-from mlflow_hokusai_plugin.core.eip712 import idempotency_key, mint_request_typed_data
+from mlflow_hokusai_plugin.core.eip712 import LEGACY_MINT_REQUEST_TYPES
 from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.core.mint_request import OnchainTarget, mint_request
 
 
 class KeySigner:
@@ -61,7 +62,16 @@ def make_predicate(**overrides):
         "dataset_digest": "da" * 32,
         "baseline_metrics": {"accuracy": 0.75},
         "candidate_metrics": {"accuracy": 0.82},
-        "metric_deltas": {"accuracy": 0.07},
+        "metric_deltas": {
+            "accuracy": {
+                "baseline_value": 0.75,
+                "new_value": 0.82,
+                "absolute_delta": 0.07,
+                "relative_delta": 0.0933,
+                "improvement": True,
+                "direction": "higher",
+            }
+        },
         "delta_one_bps": 700,
         "contributors": [{"address": CONTRIBUTOR, "weight_bps": 10_000, "attributed_bps": 700}],
         "pipeline_run_id": "pipe-1",
@@ -147,7 +157,16 @@ def test_improvement_predicate_layout():
         "baseline": {"model_id": "churn/1", "digest": "ba" * 32, "run_id": "run-base"},
         "benchmark": {"metric": "accuracy", "dataset_digest": "da" * 32},
         "metrics": {"baseline": {"accuracy": 0.75}, "candidate": {"accuracy": 0.82}},
-        "metric_deltas": {"accuracy": 0.07},
+        "metric_deltas": {
+            "accuracy": {
+                "baseline_value": 0.75,
+                "new_value": 0.82,
+                "absolute_delta": 0.07,
+                "relative_delta": 0.0933,
+                "improvement": True,
+                "direction": "higher",
+            }
+        },
         "delta_one_bps": 700,
         "contributors": [{"address": CONTRIBUTOR, "weight_bps": 10_000, "attributed_bps": 700}],
         "pipeline_run_id": "pipe-1",
@@ -455,25 +474,21 @@ def test_add_signature_refuses_an_invalid_envelope():
 # --- Documents ------------------------------------------------------------------------------------
 
 
+ONCHAIN = OnchainTarget(31337, "0x" + "cc" * 20, 5)
+DEADLINE = 1_767_225_600
+
+
 def make_eip712(envelope, *signers, attestation_hash=None):
     digest = payload_sha256(envelope)
-    typed_data = mint_request_typed_data(
-        chain_id=31337,
-        verifying_contract="0x" + "cc" * 20,
-        model_id=5,
-        pipeline_run_id="pipe-1",
-        baseline_score_bps=7500,
-        candidate_score_bps=8200,
-        total_samples=1000,
-        benchmark_spec_hash="0x" + "01" * 32,
-        dataset_hash="da" * 32,
-        attestation_hash=attestation_hash or digest,
-        idempotency_key=idempotency_key("churn/2", "churn/1", digest),
-        metric_name="accuracy",
-        metric_family="classification",
-        contributors=[{"address": CONTRIBUTOR, "weight_bps": 10_000}],
+    predicate = json.loads(base64.b64decode(envelope["payload"]))["predicate"]
+    typed_data = mint_request(
+        predicate, onchain=ONCHAIN, attestation_hash=digest, deadline=DEADLINE, total_samples=1000
     )
-    signatures = ["0x" + signer.sign_typed_data(typed_data).hex() for signer in signers]
+    if attestation_hash:
+        typed_data["message"]["payload"]["anchors"]["attestationHash"] = "0x" + attestation_hash
+    # The contract's order: ascending signer address.
+    ordered = sorted(signers, key=lambda signer: int(signer.address, 16))
+    signatures = ["0x" + signer.sign_typed_data(typed_data).hex() for signer in ordered]
     return {"typed_data": typed_data, "signatures": signatures}
 
 
@@ -586,6 +601,7 @@ def test_eip712_must_anchor_this_payload():
         lambda e: e["typed_data"]["domain"].update(name="Other"),
         lambda e: e["typed_data"]["message"]["payload"].pop("anchors"),
         lambda e: e["typed_data"]["message"].update(modelId=6),  # no longer what was signed
+        lambda e: e.update(signatures=e["signatures"] * 2),  # the same signer twice
     ],
 )
 def test_eip712_malformed_parts(mutate):
@@ -602,3 +618,85 @@ def test_verify_document_with_a_null_envelope_returns_a_verdict():
     verdict = verify_document({"dsse": None})
     assert isinstance(verdict, Verdict)
     assert verdict.failed_check == "envelope_shape"
+
+
+def resign(eip712, *signers):
+    ordered = sorted(signers, key=lambda signer: int(signer.address, 16))
+    eip712["signatures"] = ["0x" + signer.sign_typed_data(eip712["typed_data"]).hex() for signer in ordered]
+    return eip712
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("payload", "candidateCommitment"), "0x" + "ab" * 32),
+        (("payload", "baselineCommitment"), "0x" + "ab" * 32),
+        (("payload", "anchors", "idempotencyKey"), "0x" + "ab" * 32),
+        (("payload", "candidateScoreBps"), 8300),
+        (("payload", "baselineScoreBps"), 7400),
+        (("payload", "anchors", "metricName"), "f1_score"),
+        (("payload", "anchors", "datasetHash"), "0x" + "ab" * 32),
+        (("payload", "pipelineRunId"), "another-run"),
+        (("contributors",), [{"walletAddress": "0x" + "88" * 20, "weight": 10_000}]),
+    ],
+)
+def test_eip712_that_the_attester_signed_but_the_statement_does_not_state_is_refused(path, value):
+    # Signed by the right key, yet claiming what the Statement does not: a submitter would be
+    # handed a request that mints something else than what was attested.
+    envelope = make_envelope(ALICE)
+    eip712 = make_eip712(envelope, ALICE)
+    target = eip712["typed_data"]["message"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    verdict = verify_document(make_document(envelope, resign(eip712, ALICE)), [ALICE.address])
+    assert not verdict.valid and verdict.failed_check == "eip712"
+    assert ".".join(path) in verdict.message
+
+
+def test_eip712_signatures_must_be_in_ascending_signer_order():
+    envelope = make_envelope(ALICE, BOB)
+    eip712 = make_eip712(envelope, ALICE, BOB)
+    attesters = [ALICE.address, BOB.address]
+    verdict = verify_document(make_document(envelope, eip712), attesters, threshold=2)
+    assert verdict.valid, verdict.message
+    assert verdict.eip712["signers"] == sorted(attesters, key=lambda a: int(a, 16))
+    eip712["signatures"].reverse()
+    verdict = verify_document(make_document(envelope, eip712), attesters, threshold=2)
+    assert verdict.failed_check == "eip712" and "ascending" in verdict.message
+
+
+def test_the_verdict_summarises_the_mint_request():
+    envelope = make_envelope(ALICE)
+    eip712 = make_eip712(envelope, ALICE)
+    verdict = verify_document(make_document(envelope, eip712), [ALICE.address])
+    payload = eip712["typed_data"]["message"]["payload"]
+    assert verdict.eip712 == {
+        "types": "current",
+        "deadline": DEADLINE,
+        "idempotency_key": payload["anchors"]["idempotencyKey"],
+        "baseline_commitment": "0x" + "ba" * 32,
+        "candidate_commitment": "0x" + MODEL_DIGEST,
+        "signers": [ALICE.address],
+    }
+    assert f"deadline {DEADLINE}" in verdict.message
+    assert verdict.to_dict()["eip712"] == verdict.eip712
+
+
+def test_a_legacy_mint_request_verifies_and_says_it_must_be_renewed():
+    envelope = make_envelope(ALICE)
+    eip712 = make_eip712(envelope, ALICE)
+    typed_data = eip712["typed_data"]
+    typed_data["types"] = json.loads(json.dumps(LEGACY_MINT_REQUEST_TYPES))
+    for key in ("baselineCommitment", "candidateCommitment", "deadline"):
+        typed_data["message"]["payload"].pop(key)
+    verdict = verify_document(make_document(envelope, resign(eip712, ALICE)), [ALICE.address])
+    assert verdict.valid, verdict.message
+    assert verdict.eip712["types"] == "legacy" and verdict.eip712["deadline"] is None
+    assert "renew it" in verdict.message
+
+
+def test_a_document_says_why_it_has_no_mint_request():
+    document = {**make_document(make_envelope(ALICE)), "eip712_omitted": "log_loss is outside [0, 1]"}
+    verdict = verify_document(document, [ALICE.address])
+    assert verdict.valid and "no EIP-712 MintRequest: log_loss is outside [0, 1]" in verdict.message

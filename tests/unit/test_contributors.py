@@ -151,10 +151,28 @@ def test_mixed_forms_rejected():
     assert "same form" in error.message
 
 
-def test_both_forms_in_one_entry_rejected():
-    error = rejected([{"address": ALICE, "weight_bps": 10000, "samples": 10}])
-    assert error.field == "contributors[0]"
-    assert "both" in error.message
+def test_weights_may_state_the_contributed_rows_of_every_contributor():
+    parsed = parse_contributors(
+        [
+            {"address": ALICE, "weight_bps": 7000, "samples": 10},
+            {"address": BOB, "weight_bps": 3000, "samples": 90},
+        ]
+    )
+    # The weights decide the split; the rows are only stated (they become totalSamples).
+    assert [(c["weight_bps"], c["samples"]) for c in parsed] == [(7000, 10), (3000, 90)]
+
+
+def test_weights_with_the_rows_of_only_some_contributors_rejected():
+    error = rejected(
+        [{"address": ALICE, "weight_bps": 5000, "samples": 10}, {"address": BOB, "weight_bps": 5000}]
+    )
+    assert error.field == "contributors[1].samples"
+    error = rejected(
+        [{"address": ALICE, "weight_bps": 5000}, {"address": BOB, "weight_bps": 5000, "samples": 1}]
+    )
+    assert error.field == "contributors[1].samples"
+    error = rejected([{"address": ALICE, "weight_bps": 10000, "samples": 0}])
+    assert error.field == "contributors[0].samples"
 
 
 def test_neither_form_rejected():

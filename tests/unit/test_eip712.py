@@ -10,13 +10,16 @@ from eth_utils import keccak, to_checksum_address
 
 from mlflow_hokusai_plugin.core.canonical import canonical_json
 from mlflow_hokusai_plugin.core.eip712 import (
+    LEGACY_MINT_REQUEST_TYPES,
     MINT_REQUEST_TYPES,
     benchmark_spec_hash,
     bytes32_from_digest,
     idempotency_key,
     mint_request_typed_data,
+    ordered_signatures,
     recover_typed_data_signer,
     typed_data_digest,
+    types_generation,
 )
 from mlflow_hokusai_plugin.core.errors import ValidationError
 
@@ -26,7 +29,7 @@ CONVENTION_TYPE_STRINGS = [
     "MintRequest(uint256 modelId,MintRequestPayload payload,Contributor[] contributors)",
     "MintRequestPayload(string pipelineRunId,uint256 baselineScoreBps,uint256 candidateScoreBps,"
     "uint256 maxCostUsdMicro,uint256 actualCostUsdMicro,uint256 totalSamples,"
-    "BenchmarkAnchors anchors)",
+    "BenchmarkAnchors anchors,bytes32 baselineCommitment,bytes32 candidateCommitment,uint256 deadline)",
     "BenchmarkAnchors(bytes32 benchmarkSpecHash,bytes32 datasetHash,bytes32 attestationHash,"
     "bytes32 idempotencyKey,string metricName,string metricFamily)",
     "Contributor(address walletAddress,uint256 weight)",
@@ -62,6 +65,9 @@ def make_typed_data(**overrides):
         ],
         "max_cost_usd_micro": 5_000_000,
         "actual_cost_usd_micro": 1_250_000,
+        "baseline_commitment": "0x" + "0b" * 32,
+        "candidate_commitment": "0x" + "0c" * 32,
+        "deadline": 1_767_225_600,
     }
     arguments.update(overrides)
     return mint_request_typed_data(**arguments)
@@ -148,8 +154,29 @@ def test_reference_encode_type_matches_the_contract_typehash_string():
         "Contributor(address walletAddress,uint256 weight)"
         "MintRequestPayload(string pipelineRunId,uint256 baselineScoreBps,uint256 candidateScoreBps,"
         "uint256 maxCostUsdMicro,uint256 actualCostUsdMicro,uint256 totalSamples,"
-        "BenchmarkAnchors anchors)"
+        "BenchmarkAnchors anchors,bytes32 baselineCommitment,bytes32 candidateCommitment,uint256 deadline)"
     )
+
+
+def test_legacy_types_are_the_payload_before_2026_06_10():
+    legacy = {
+        name: [(f["type"], f["name"]) for f in fields] for name, fields in LEGACY_MINT_REQUEST_TYPES.items()
+    }
+    assert encode_type("MintRequestPayload", legacy) == (
+        "MintRequestPayload(string pipelineRunId,uint256 baselineScoreBps,uint256 candidateScoreBps,"
+        "uint256 maxCostUsdMicro,uint256 actualCostUsdMicro,uint256 totalSamples,BenchmarkAnchors anchors)"
+        "BenchmarkAnchors(bytes32 benchmarkSpecHash,bytes32 datasetHash,bytes32 attestationHash,"
+        "bytes32 idempotencyKey,string metricName,string metricFamily)"
+    )
+    current = make_typed_data()
+    old = json.loads(json.dumps(current))
+    old["types"] = json.loads(json.dumps(LEGACY_MINT_REQUEST_TYPES))
+    for key in ("baselineCommitment", "candidateCommitment", "deadline"):
+        old["message"]["payload"].pop(key)
+    assert types_generation(current) == "current" and types_generation(old) == "legacy"
+    assert types_generation({"types": {}}) is None
+    # A signature over one generation never recovers to the signer over the other.
+    assert typed_data_digest(old) != typed_data_digest(current)
 
 
 @pytest.mark.parametrize(
@@ -176,6 +203,9 @@ def test_digest_depends_on_every_part():
         {"candidate_score_bps": 8235},
         {"metric_family": "ranking"},
         {"attestation_hash": "0x" + "05" * 32},
+        {"baseline_commitment": "0x" + "0d" * 32},
+        {"candidate_commitment": "0x" + "0d" * 32},
+        {"deadline": 1_767_225_601},
         {
             "contributors": [
                 {"address": BOB, "weight_bps": 3000},  # same set, other order
@@ -281,6 +311,11 @@ def contributors(*pairs):
         ({"dataset_hash": "1a2b3c4d"}, "dataset_hash"),
         ({"attestation_hash": b"\x03" * 32}, "attestation_hash"),
         ({"idempotency_key": "0x" + "04" * 33}, "idempotency_key"),
+        ({"baseline_commitment": "ab" * 31}, "baseline_commitment"),
+        ({"candidate_commitment": "0x" + "00" * 32}, "candidate_commitment"),
+        ({"candidate_commitment": None}, "candidate_commitment"),
+        ({"deadline": -1}, "deadline"),
+        ({"deadline": 1.5e9}, "deadline"),
         ({"pipeline_run_id": None}, "pipeline_run_id"),
         ({"metric_family": 3}, "metric_family"),
         ({"verifying_contract": "0x1234"}, "verifying_contract"),
@@ -328,44 +363,91 @@ def test_zero_weight_contributor_is_accepted_as_the_contract_does():
 # --- Anchors --------------------------------------------------------------------------------------
 
 
+KEY_FACTS = {
+    "chain_id": 8453,
+    "verifying_contract": CONTRACT,
+    "onchain_model_id": 21,
+    "model_id": "churn/3",
+    "model_digest": "ef" * 32,
+    "baseline_model_id": "churn/1",
+    "baseline_digest": "be" * 32,
+}
+
+
 def test_idempotency_key_is_sha256_of_canonical_json():
-    attestation = "ef" * 32
     expected = hashlib.sha256(
         canonical_json(
             {
+                "chain_id": 8453,
+                "verifying_contract": to_checksum_address(CONTRACT),
+                "onchain_model_id": "21",
                 "model_id": "churn/3",
+                "model_digest": "0x" + "ef" * 32,
                 "baseline_model_id": "churn/1",
-                "attestation_hash": "0x" + attestation,
+                "baseline_digest": "0x" + "be" * 32,
             }
         )
     ).hexdigest()
-    assert idempotency_key("churn/3", "churn/1", attestation) == "0x" + expected
-    # Same attestation written differently: same key.
-    assert idempotency_key("churn/3", "churn/1", "0x" + attestation.upper()) == "0x" + expected
-
-
-def test_idempotency_key_changes_with_each_input():
-    keys = {
-        idempotency_key("m/2", "m/1", "01" * 32),
-        idempotency_key("m/3", "m/1", "01" * 32),
-        idempotency_key("m/2", "m/0", "01" * 32),
-        idempotency_key("m/2", "m/1", "02" * 32),
-    }
-    assert len(keys) == 4
+    assert idempotency_key(**KEY_FACTS) == "0x" + expected
+    # The same facts written differently: the same key.
+    assert (
+        idempotency_key(
+            **{
+                **KEY_FACTS,
+                "model_digest": "0x" + "EF" * 32,
+                "verifying_contract": CONTRACT.upper().replace("0X", "0x"),
+            }
+        )
+        == "0x" + expected
+    )
 
 
 @pytest.mark.parametrize(
-    ("arguments", "field"),
+    "change",
     [
-        (("m/2", "m/1", "short"), "attestation_hash"),
-        ((2, "m/1", "01" * 32), "model_id"),
-        (("m/2", None, "01" * 32), "baseline_model_id"),
+        {"chain_id": 1},
+        {"verifying_contract": "0x" + "c1" * 20},
+        {"onchain_model_id": 22},
+        {"model_id": "churn/4"},
+        {"model_digest": "ee" * 32},
+        {"baseline_model_id": "churn/2"},
+        {"baseline_digest": "bf" * 32},
     ],
 )
-def test_idempotency_key_validates(arguments, field):
+def test_idempotency_key_changes_with_each_input(change):
+    assert idempotency_key(**{**KEY_FACTS, **change}) != idempotency_key(**KEY_FACTS)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"model_digest": "short"}, "model_digest"),
+        ({"model_id": 2}, "model_id"),
+        ({"baseline_model_id": None}, "baseline_model_id"),
+        ({"onchain_model_id": -1}, "onchain_model_id"),
+        ({"verifying_contract": "0x12"}, "verifying_contract"),
+    ],
+)
+def test_idempotency_key_validates(change, field):
     with pytest.raises(ValidationError) as info:
-        idempotency_key(*arguments)
+        idempotency_key(**{**KEY_FACTS, **change})
     assert info.value.field == field
+
+
+def test_ordered_signatures_are_ascending_by_signer_address():
+    typed_data = make_typed_data()
+    accounts = sorted(
+        (Account.from_key("0x" + f"{n:02x}" * 32) for n in range(1, 6)), key=lambda a: a.address
+    )
+    signatures = [
+        "0x" + a.sign_message(encode_typed_data(full_message=typed_data)).signature.hex() for a in accounts
+    ]
+    ordered = ordered_signatures(typed_data, list(reversed(signatures)))
+    signers = [recover_typed_data_signer(typed_data, s) for s in ordered]
+    assert [int(a, 16) for a in signers] == sorted(int(a, 16) for a in signers)
+    with pytest.raises(ValidationError) as info:
+        ordered_signatures(typed_data, [signatures[0], signatures[1], signatures[0]])
+    assert info.value.field == "signatures[2]"
 
 
 def test_benchmark_spec_hash():

@@ -18,21 +18,11 @@ from mlflow_hokusai_plugin.pipeline.contributed_data import (
     read_table,
 )
 from mlflow_hokusai_plugin.pipeline.contributions import plan_contributions
-from mlflow_hokusai_plugin.pipeline.sample import load_sample, write_contribution_files
+from mlflow_hokusai_plugin.pipeline.sample import write_contribution_files
 from mlflow_hokusai_plugin.services.datasets import dataframe_digest
 
 ALICE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 BOB = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return load_sample()
-
-
-@pytest.fixture(scope="module")
-def schema(sample):
-    return BenchmarkSchema.of(sample.benchmark, "label", "classification")
 
 
 def write(frame, path):

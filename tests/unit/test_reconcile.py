@@ -74,3 +74,61 @@ def test_a_second_pass_has_nothing_left_for_the_versions_marked_failed():
     assert registrar(registry, outcomes).reconcile()[0]["status"] == "failed"
     registry.pending = []  # what search_model_versions finds once the status tag says failed
     assert registrar(registry, outcomes).reconcile() == []
+
+
+class Recorder:
+    """A Progress that records what it was given and passes the items through."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, int | None]] = []
+        self.seen: list = []
+
+    def __call__(self, items, *, total=None, desc=""):
+        self.calls.append((desc, total))
+        for item in items:
+            self.seen.append(item)
+            yield item
+
+
+def test_reconcile_reports_each_version_to_the_progress_it_is_given():
+    pending = [("m", "1"), ("m", "2")]
+    progress = Recorder()
+    results = registrar(FakeRegistry(pending), {v: {"id": "ab" * 32} for v in pending}).reconcile(progress)
+    assert progress.calls == [("pending registrations", 2)] and progress.seen == pending
+    assert [r["status"] for r in results] == ["signed", "signed"]
+
+
+class BatchedRegistry:
+    """undigested_versions as the store answers it: up to ``limit`` versions still without a digest."""
+
+    def __init__(self, versions, limit, missing=()):
+        self.undigested, self.limit, self.missing = list(versions), limit, set(missing)
+        self.queries = 0
+
+    def undigested_versions(self):
+        self.queries += 1
+        return self.undigested[: self.limit]
+
+    def get_model_version(self, name, version):
+        if (name, version) in self.missing:
+            raise RuntimeError("the artifact is gone")
+        return (name, version)
+
+
+def test_backfill_goes_batch_after_batch_through_one_progress_without_a_total():
+    versions = [("m", str(v)) for v in range(1, 6)]
+    registry = BatchedRegistry(versions, limit=2, missing=[("m", "2")])
+    made = registrar(registry, {})
+
+    def digest(mv, _facts):
+        registry.undigested.remove(mv)  # tagged: the next batch no longer lists it
+        return "cd" * 32
+
+    made._artifact_digest = digest
+    progress = Recorder()
+    results = made.backfill_artifact_digests(progress)
+    assert progress.calls == [("baseline digests", None)] and progress.seen == versions
+    assert [r["model_id"] for r in results] == [f"m/{v}" for _, v in versions]
+    assert "error" in results[1] and all("digest" in r for i, r in enumerate(results) if i != 1)
+    # Batches of 2 less the failed m/2: [1, 2], [3], [4], [5], then none left.
+    assert registry.queries == 5

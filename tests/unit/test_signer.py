@@ -121,6 +121,9 @@ def test_sign_typed_data_recovers_to_the_address():
         metric_name="accuracy",
         metric_family="classification",
         contributors=[{"address": "0x" + "77" * 20, "weight_bps": 10_000}],
+        baseline_commitment="05" * 32,
+        candidate_commitment="06" * 32,
+        deadline=1_767_225_600,
     )
     signature = Signer.from_private_key(KEY).sign_typed_data(typed_data)
     assert len(signature) == 65

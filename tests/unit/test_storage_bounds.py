@@ -247,7 +247,8 @@ def _improvement(count: int, **options):
 def test_a_short_summary_is_unchanged():
     text = _improvement(2)
     assert text.count("| `0x") == 2 and "more, see" not in text and "shortened" not in text
-    assert text.startswith(summary.MARKER) and text.endswith(f"Attestation `{ATTESTATION_ID}`.")
+    assert text.startswith("**Hokusai improvement**") and text.endswith(f"Attestation `{ATTESTATION_ID}`.")
+    assert summary.server_block(text) == text
 
 
 def test_one_hundred_contributors_fit_mlflows_description_limit_with_the_headline_facts():
@@ -255,7 +256,7 @@ def test_one_hundred_contributors_fit_mlflows_description_limit_with_the_headlin
     assert len(full) > 4000  # the full table alone is most of the limit
     text = _improvement(100)
     assert len(text) <= summary.MAX_DESCRIPTION_LENGTH == B.MLFLOW_DESCRIPTION_LENGTH
-    assert "over `churn/1` on `accuracy`" in text and "7 DeltaOne" in text
+    assert "over [`churn/1`](#/models/churn/versions/1) on `accuracy`" in text and "7 DeltaOne" in text
     assert "| accuracy | 0.7500 | 0.8200 | +0.0700 |" in text and "| f1_score |" in text
     shown = text.count("| `0x")
     assert 50 < shown < 100
@@ -299,7 +300,7 @@ def test_a_baseline_summary_is_shortened_or_left_out_never_too_long():
         text = summary.replace_summary("u" * own, markdown)
         assert len(text) <= summary.MAX_DESCRIPTION_LENGTH and text.startswith("u" * own)
     assert summary.replace_summary("u" * 4800, markdown).endswith(
-        f"**Hokusai baseline** of project `{'p' * 64}`."
+        f"**Hokusai baseline** of project `{'p' * 64}`. {summary.MARKER}"
     )
 
 

@@ -48,9 +48,11 @@ tools:
 		exit 1; \
 	}
 
+## ruff, and the layer contracts of .importlinter (a lower layer never imports a higher one).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 ## Every test but those marked slow (a minute or more each): about half the time of `make test`.
 test-quick: lint tools

@@ -55,6 +55,8 @@ setup(
             "pytest-timeout>=2.3",
             "moto[server]>=5",
             "ruff>=0.6",
+            # `make lint`: the layer contracts of .importlinter
+            "import-linter>=2.1",
             "redis>=5",
             "openapi-spec-validator>=0.7",
             "schemathesis>=4.0",

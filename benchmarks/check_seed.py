@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.attestation import verify_document
 from mlflow_hokusai_plugin.core.metrics import to_bps
-from mlflow_hokusai_plugin.db.store import HokusaiStore
+from mlflow_hokusai_plugin.db.records import HokusaiStore
 from mlflow_hokusai_plugin.db.urls import database_url
 
 IMPROVEMENT_TAGS = (
@@ -249,7 +249,7 @@ class Checks:
 
 def _reissue(predicate: dict) -> dict:
     from mlflow_hokusai_plugin.core.issuance import attest_improvement
-    from mlflow_hokusai_plugin.signer import Signer
+    from mlflow_hokusai_plugin.runtime.signer import Signer
 
     signer = Signer.from_private_key(secrets.token_hex(32))
     return attest_improvement(

@@ -57,7 +57,7 @@ import requests
 
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.metrics import metric_direction
-from mlflow_hokusai_plugin.embedded_server import MlflowServerProcess
+from mlflow_hokusai_plugin.demo.embedded_server import MlflowServerProcess
 
 try:  # one way of opening a psycopg2 connection from a SQLAlchemy URL, seed.py's
     from benchmarks.seed import connect

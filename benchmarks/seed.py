@@ -24,7 +24,7 @@ What it makes (defaults in brackets):
   ``--heaviest-share`` [5%] of all contributions, about 500 times the average of the others.
 
 The schema is made the real way first (MLflow's SqlAlchemyStores run MLflow's Alembic
-migrations; ``mlflow_hokusai_plugin.db.migrate.upgrade`` runs ours), then every row goes in
+migrations; ``mlflow_hokusai_plugin.db.schema.upgrade`` runs ours), then every row goes in
 with ``COPY FROM STDIN`` in one transaction, so a failed seed leaves no half-filled registry.
 
 Synthetic attestations: every attestation document is built by the plugin's own code from the
@@ -226,7 +226,7 @@ def create_schema(url: str, artifact_root: str) -> None:
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
 
-    from mlflow_hokusai_plugin.db.migrate import upgrade
+    from mlflow_hokusai_plugin.db.schema import upgrade
 
     tracking = TrackingStore(url, artifact_root)
     registry = RegistryStore(url)

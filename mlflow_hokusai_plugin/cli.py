@@ -101,7 +101,7 @@ def signer() -> None:
 def signer_new(path: Path | None, as_env: bool, password: str | None) -> None:
     """Generate a new attester key: into an encrypted keystore (--keystore FILE, prints its
     address), or printed for the environment (--env; the address goes to stderr)."""
-    from mlflow_hokusai_plugin.signer import ENV_KEY, Signer
+    from mlflow_hokusai_plugin.runtime.signer import ENV_KEY, Signer
 
     if (path is None) == (not as_env):
         raise click.UsageError("give one of --keystore FILE or --env")
@@ -128,7 +128,7 @@ def signer_new(path: Path | None, as_env: bool, password: str | None) -> None:
 @click.option("--password", envvar="HOKUSAI_ATTESTER_PASSWORD", help="Keystore password.")
 def signer_address(path: Path | None, password: str | None) -> None:
     """Print the attester address of the configured key."""
-    from mlflow_hokusai_plugin.signer import Signer
+    from mlflow_hokusai_plugin.runtime.signer import Signer
 
     if path is not None:
         if password is None:
@@ -447,7 +447,7 @@ def attestation_cosign(file, keystore: Path | None, output: Path | None, force: 
     from mlflow_hokusai_plugin.core.attestation import verify_document
     from mlflow_hokusai_plugin.core.errors import ValidationError
     from mlflow_hokusai_plugin.core.issuance import cosign_document
-    from mlflow_hokusai_plugin.signer import ENV_PASSWORD, Signer
+    from mlflow_hokusai_plugin.runtime.signer import ENV_PASSWORD, Signer
 
     document = _read_document(file)
     if output is not None and output.exists() and not force:
@@ -540,7 +540,7 @@ def db() -> None:
 @click.option("--store-uri", envvar="HOKUSAI_STORE_URI", help=STORE_URI_HELP + " The same as URL.")
 def db_upgrade(url: str | None, store_uri: str | None) -> None:
     """Create or upgrade the plugin tables at URL (MLflow's own tables: `mlflow db upgrade`)."""
-    from mlflow_hokusai_plugin.db.migrate import upgrade
+    from mlflow_hokusai_plugin.db.schema import upgrade
 
     if url and store_uri and url != store_uri:
         raise click.UsageError("URL and --store-uri name different databases: give one")
@@ -560,7 +560,7 @@ artifacts_destination_option = click.option(
 
 
 def _use_artifacts_destination(artifacts_destination: str | None) -> None:
-    from mlflow_hokusai_plugin.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
+    from mlflow_hokusai_plugin.store.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
 
     if artifacts_destination:
         os.environ[SERVER_ARTIFACT_DESTINATION_ENV] = artifacts_destination
@@ -615,7 +615,7 @@ def migrate(
 
     A dry run unless --apply: the whole mapping is checked and the plan printed; nothing is written.
     """
-    from mlflow_hokusai_plugin.migration import apply_migration, load_mapping, plan_migration
+    from mlflow_hokusai_plugin.migrate.steps import apply_migration, load_mapping, plan_migration
     from mlflow_hokusai_plugin.store.registry import HokusaiRegistryStore
 
     _use_artifacts_destination(artifacts_destination)
@@ -641,8 +641,8 @@ def keys() -> None:
 
 def _key_store(store_uri: str):
     from mlflow_hokusai_plugin.db.api_keys import ApiKeyStore
-    from mlflow_hokusai_plugin.db.migrate import upgrade
-    from mlflow_hokusai_plugin.db.store import make_engine
+    from mlflow_hokusai_plugin.db.records import make_engine
+    from mlflow_hokusai_plugin.db.schema import upgrade
 
     upgrade(store_uri)
     return ApiKeyStore(make_engine(store_uri))
@@ -696,7 +696,7 @@ def audit() -> None:
 @click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
 def audit_verify(store_uri: str) -> None:
     """Check the audit hash chain; name the first altered, inserted or deleted entry."""
-    from mlflow_hokusai_plugin.audit import AuditLog
+    from mlflow_hokusai_plugin.db.audit import AuditLog
 
     report = AuditLog.from_store_uri(store_uri).verify()
     click.echo(("OK: " if report.ok else "BROKEN: ") + report.message)
@@ -756,7 +756,7 @@ def pipeline_run(ctx: click.Context, flow_args: tuple[str, ...]) -> None:
 @click.option("--keep-serving", is_flag=True, help="Keep the MLflow server (and UI) up until Ctrl-C.")
 def demo(workdir: Path, keep_serving: bool) -> None:
     """Run the evaluation flow on an embedded MLflow server: baseline, improvement, verified attestation."""
-    from mlflow_hokusai_plugin.demo import DemoError, run_demo, stopped_cleanly_on_signals
+    from mlflow_hokusai_plugin.demo.run import DemoError, run_demo, stopped_cleanly_on_signals
 
     try:
         with stopped_cleanly_on_signals():

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from mlflow_hokusai_plugin.embedded_server import MlflowServerProcess
+from mlflow_hokusai_plugin.demo.embedded_server import MlflowServerProcess
 from tests.infra import PostgresServer, PostgresUnavailable, S3Server, log_dir
 
 

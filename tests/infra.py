@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from mlflow_hokusai_plugin.embedded_server import free_port
+from mlflow_hokusai_plugin.demo.embedded_server import free_port
 
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

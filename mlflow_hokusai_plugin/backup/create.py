@@ -32,7 +32,7 @@ from mlflow_hokusai_plugin.backup.manifest import (
 from mlflow_hokusai_plugin.backup.uris import dialect_of, parse_artifact_root, without_password
 from mlflow_hokusai_plugin.core.progress import Progress, no_progress, one_step
 from mlflow_hokusai_plugin.db.backups import record_backup
-from mlflow_hokusai_plugin.db.migrate import upgrade
+from mlflow_hokusai_plugin.db.schema import upgrade
 
 NAME_PREFIX = "hokusai-backup-"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from mlflow_hokusai_plugin.db.migrate import VERSION_TABLE
+from mlflow_hokusai_plugin.db.schema import VERSION_TABLE
 
 # name in the manifest -> table. MLflow's registry and tracking, then the plugin's records.
 COUNTED_TABLES = {

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow_hokusai_plugin.artifact_digest import file_sha256
 from mlflow_hokusai_plugin.backup.errors import BackupError
 from mlflow_hokusai_plugin.backup.uris import safe_relative_path
 from mlflow_hokusai_plugin.core.canonical import sha256_hex
 from mlflow_hokusai_plugin.core.progress import Progress, no_progress
+from mlflow_hokusai_plugin.store.artifact_digest import file_sha256
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "hokusai-backup"

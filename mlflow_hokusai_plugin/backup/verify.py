@@ -20,8 +20,6 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mlflow_hokusai_plugin.artifact_digest import directory_digest
-from mlflow_hokusai_plugin.audit import AuditLog
 from mlflow_hokusai_plugin.backup import postgres, sqlite
 from mlflow_hokusai_plugin.backup.connections import engine_for, one_line
 from mlflow_hokusai_plugin.backup.database_facts import read_counts, read_revisions
@@ -37,6 +35,8 @@ from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.attestation import verify_document
 from mlflow_hokusai_plugin.core.canonical import parse_json
 from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.db.audit import AuditLog
+from mlflow_hokusai_plugin.store.artifact_digest import directory_digest
 
 # How many offenders a failed check names; the rest are counted.
 NAMED = 3

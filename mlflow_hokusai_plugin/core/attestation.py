@@ -55,7 +55,7 @@ class MessageSigner(Protocol):
     """What signs an envelope: an address and EIP-191 personal-message signatures.
 
     ``sign_message(data)`` returns the 65-byte ``r || s || v`` signature of
-    ``encode_defunct(primitive=data)``; :class:`mlflow_hokusai_plugin.signer.Signer` is one.
+    ``encode_defunct(primitive=data)``; :class:`mlflow_hokusai_plugin.runtime.signer.Signer` is one.
     """
 
     @property

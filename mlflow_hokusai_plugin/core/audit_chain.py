@@ -8,7 +8,7 @@ A chain only proves that nobody edited rows *without recomputing the hashes afte
 with write access to the tables can rebuild a consistent chain. It makes tampering evident to
 ``verify``, not impossible.
 
-Pure: no I/O. The database side (``mlflow_hokusai_plugin.audit``) feeds rows in.
+Pure: no I/O. The database side (``mlflow_hokusai_plugin.db.audit``) feeds rows in.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Values keep the typed data's JSON form: integers as ints, ``bytes32`` and ``byte
 reads, with every ``uint256`` as a decimal string (JavaScript numbers are exact only up to 2**53).
 
 >>> from mlflow_hokusai_plugin.core.eip712 import mint_request_typed_data
->>> from mlflow_hokusai_plugin.signer import Signer
+>>> from mlflow_hokusai_plugin.runtime.signer import Signer
 >>> typed = mint_request_typed_data(
 ...     chain_id=31337, verifying_contract="0x5FbDB2315678afecb367f032d93F642f64180aa3", model_id=42,
 ...     pipeline_run_id="run-1", baseline_score_bps=8234, candidate_score_bps=8512, total_samples=4,

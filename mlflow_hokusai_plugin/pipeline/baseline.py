@@ -81,7 +81,7 @@ def load_baseline(spec: str, *, services: bool) -> LoadedBaseline:
             f"{spec}: not an MLflow model directory (no MLmodel file); save the model with "
             "mlflow.sklearn.save_model first",
         )
-    from mlflow_hokusai_plugin.artifact_digest import directory_digest
+    from mlflow_hokusai_plugin.store.artifact_digest import directory_digest
 
     digest = directory_digest(local)
     return LoadedBaseline(
@@ -94,7 +94,7 @@ def _download_and_load(uri: str, directory: str) -> tuple[Any, str]:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from mlflow_hokusai_plugin.artifact_digest import directory_digest
+    from mlflow_hokusai_plugin.store.artifact_digest import directory_digest
 
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=directory)

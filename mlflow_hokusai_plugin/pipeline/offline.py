@@ -18,7 +18,7 @@ from mlflow_hokusai_plugin import __version__
 from mlflow_hokusai_plugin.core import attestation
 from mlflow_hokusai_plugin.core.contributors import parse_contributors
 from mlflow_hokusai_plugin.core.issuance import attest_improvement, improvement_statement_parts
-from mlflow_hokusai_plugin.signer import ENV_KEY, ENV_KEYSTORE, Signer
+from mlflow_hokusai_plugin.runtime.signer import ENV_KEY, ENV_KEYSTORE, Signer
 
 UNSIGNED = "unsigned"
 UNREGISTERED = "unregistered"

@@ -44,9 +44,10 @@ from mlflow_hokusai_plugin.core.attestation import payload_sha256, verify_docume
 from mlflow_hokusai_plugin.core.canonical import canonical_json, sha256_hex
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.pipeline import training
-from mlflow_hokusai_plugin.services import HokusaiModelRegistry, mlflow_facts
+from mlflow_hokusai_plugin.services import HokusaiModelRegistry
 from mlflow_hokusai_plugin.services.datasets import dataframe_digest
 from mlflow_hokusai_plugin.services.hokusai_server import as_validation_error, hokusai_app_client
+from mlflow_hokusai_plugin.store import mlflow_facts
 
 DEFAULT_EXPERIMENT = "hokusai_pipeline"
 BASELINE_KEY_TAG = "hokusai.pipeline.baseline_key"

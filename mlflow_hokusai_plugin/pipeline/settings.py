@@ -110,8 +110,8 @@ def check_tracking_server(tracking_uri: str) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from mlflow_hokusai_plugin.runtime.signer import Signer
     from mlflow_hokusai_plugin.services.hokusai_server import hokusai_app_client
-    from mlflow_hokusai_plugin.signer import Signer
 
     try:
         MlflowClient(tracking_uri).search_experiments(max_results=1)

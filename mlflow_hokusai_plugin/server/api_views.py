@@ -30,6 +30,7 @@ from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.lineage import lineage_graph
 from mlflow_hokusai_plugin.db.idempotency import IdempotencyStore, request_hash
 from mlflow_hokusai_plugin.db.projects import unified_registry
+from mlflow_hokusai_plugin.runtime.request_context import basic_auth_username
 from mlflow_hokusai_plugin.server import routes
 from mlflow_hokusai_plugin.server import schemas as S
 from mlflow_hokusai_plugin.server.errors import error_response, invalid_parameter, not_found
@@ -40,7 +41,6 @@ from mlflow_hokusai_plugin.server.openapi import (
     docs_html,
     openapi_document,
 )
-from mlflow_hokusai_plugin.server.request_context import basic_auth_username
 
 _logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def _http_error(exc: HTTPException):
         allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or ()))
         message = f"{request.path} does not take {request.method}; it takes {allowed}"
     elif status >= 500:
-        from mlflow_hokusai_plugin.server.request_context import current_request_id
+        from mlflow_hokusai_plugin.runtime.request_context import current_request_id
 
         message = f"internal server error (request id {current_request_id()})"
     else:

@@ -22,6 +22,8 @@ from flask import Flask, g, request
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.errors import HokusaiError
 from mlflow_hokusai_plugin.db.api_keys import ApiKeyStore
+from mlflow_hokusai_plugin.runtime.config import DEV_MODE_BANNER, HokusaiConfig, load_signer
+from mlflow_hokusai_plugin.runtime.request_context import REQUEST_ID_HEADER, current_request_id
 from mlflow_hokusai_plugin.server import api_views, views
 from mlflow_hokusai_plugin.server.auth import (
     ApiKeyAuth,
@@ -31,7 +33,6 @@ from mlflow_hokusai_plugin.server.auth import (
 )
 from mlflow_hokusai_plugin.server.basic_auth import install_hokusai_route_permissions
 from mlflow_hokusai_plugin.server.body_limits import AsgiBodyLimits, BodyLimits, WsgiBodyLimits
-from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER, HokusaiConfig, load_signer
 from mlflow_hokusai_plugin.server.errors import error_response
 from mlflow_hokusai_plugin.server.launch import StartupError, check_store_uri, refuse_a_bad_launch
 from mlflow_hokusai_plugin.server.rate_limits import (
@@ -40,7 +41,6 @@ from mlflow_hokusai_plugin.server.rate_limits import (
     rate_limit_storage_check,
     redact_uri,
 )
-from mlflow_hokusai_plugin.server.request_context import REQUEST_ID_HEADER, current_request_id
 from mlflow_hokusai_plugin.server.request_log import (
     AsgiRequestLogMiddleware,
     install_request_log,
@@ -127,7 +127,7 @@ class HokusaiState:
 
 
 def _artifact_store_check() -> dict:
-    from mlflow_hokusai_plugin.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
+    from mlflow_hokusai_plugin.store.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
 
     destination = os.environ.get(SERVER_ARTIFACT_DESTINATION_ENV)
     if not destination:
@@ -184,7 +184,7 @@ def _announce_start(state: HokusaiState) -> None:
     """One JSON line per worker, on the request log, saying what this server signs with and uses."""
     from mlflow.server import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
 
-    from mlflow_hokusai_plugin.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
+    from mlflow_hokusai_plugin.store.artifact_digest import SERVER_ARTIFACT_DESTINATION_ENV
 
     store = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or os.environ.get(BACKEND_STORE_URI_ENV_VAR, "")
     settings = getattr(state.limiter, "settings", None)

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from mlflow_hokusai_plugin.server.config import MAX_BODY_BYTES_ENV, MAX_JSON_DEPTH_ENV
+from mlflow_hokusai_plugin.runtime.config import MAX_BODY_BYTES_ENV, MAX_JSON_DEPTH_ENV
 from mlflow_hokusai_plugin.server.request_log import log_request
 
 _logger = logging.getLogger(__name__)

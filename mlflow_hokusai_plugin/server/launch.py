@@ -9,13 +9,19 @@ configuration ends ``mlflow server`` with exit code 1 and one line saying why.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from mlflow_hokusai_plugin.core.errors import HokusaiError
-from mlflow_hokusai_plugin.server.config import preflight
+from mlflow_hokusai_plugin.db.urls import database_url
+from mlflow_hokusai_plugin.runtime.config import NO_CHAIN_DOMAIN, ConfigError, HokusaiConfig, load_signer
+from mlflow_hokusai_plugin.runtime.signer import ENV_KEY, ENV_KEYSTORE, Signer
 from mlflow_hokusai_plugin.server.rate_limits import RateLimitSettings
 from mlflow_hokusai_plugin.store import WORKSPACES_UNSUPPORTED
+
+_logger = logging.getLogger(__name__)
 
 APP_NAME = "hokusai"
 STORE_SCHEMES = ("hokusai+postgresql", "hokusai+sqlite")
@@ -74,3 +80,51 @@ def refuse_a_bad_launch() -> None:
         check_launch(params)
     except (HokusaiError, StartupError) as exc:
         raise SystemExit(f"hokusai: the server cannot start: {exc}") from None
+
+
+def preflight(environ: Mapping[str, str] | None = None, store_uri: str | None = None) -> None:
+    """The start checks, run in the ``mlflow server`` process before it starts any worker.
+
+    A worker that fails them is restarted forever by uvicorn; failing here makes ``mlflow server``
+    exit 1 with the reason instead. Dev mode's ephemeral key is made later, by the workers. With
+    ``store_uri``, a database that holds on-chain models needs the chain's EIP-712 domain.
+    """
+    env = os.environ if environ is None else environ
+    config = HokusaiConfig.from_env(env)
+    if store_uri is not None and not config.has_chain_domain:
+        onchain = _onchain_models(store_uri)
+        if onchain:
+            raise ConfigError(
+                f"registered model(s) {', '.join(onchain)} have hokusai.onchain_model_id: {NO_CHAIN_DOMAIN}"
+            )
+    if env.get(ENV_KEY) or env.get(ENV_KEYSTORE):
+        Signer.from_env(env)
+    elif env.get("HOKUSAI_DEV_MODE", "") != "1":
+        load_signer(env)  # raises the "no attester key" error
+
+
+def _onchain_models(store_uri: str, limit: int = 3) -> list[str]:
+    """Up to ``limit`` registered models tagged ``hokusai.onchain_model_id`` (none in a database
+    MLflow has not created yet)."""
+    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(database_url(store_uri))
+    try:
+        connection = engine.connect()
+    except OperationalError as exc:
+        # Not up yet: MLflow's own start waits and retries; the tag refusal still holds after.
+        _logger.warning("could not look for on-chain models before starting: %s", exc.orig)
+        engine.dispose()
+        return []
+    try:
+        with connection:
+            if not inspect(connection).has_table("registered_model_tags"):
+                return []
+            rows = connection.execute(
+                text("SELECT name FROM registered_model_tags WHERE key = :key ORDER BY name LIMIT :limit"),
+                {"key": "hokusai.onchain_model_id", "limit": limit},
+            )
+            return [row[0] for row in rows]
+    finally:
+        engine.dispose()

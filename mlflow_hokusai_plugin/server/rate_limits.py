@@ -73,8 +73,8 @@ from flask_limiter import ApplicationLimit, Limit, Limiter, RateLimitExceeded
 from limits import RateLimitItem, parse_many
 from limits.errors import ConfigurationError
 
+from mlflow_hokusai_plugin.runtime.config import ConfigError
 from mlflow_hokusai_plugin.server import routes
-from mlflow_hokusai_plugin.server.config import ConfigError
 from mlflow_hokusai_plugin.server.errors import error_response
 from mlflow_hokusai_plugin.server.request_scope import rate_bucket
 

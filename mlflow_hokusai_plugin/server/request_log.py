@@ -25,9 +25,9 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from mlflow_hokusai_plugin import prometheus_metrics as metrics
+from mlflow_hokusai_plugin.runtime import metrics
+from mlflow_hokusai_plugin.runtime.request_context import current_actor, current_request_id
 from mlflow_hokusai_plugin.server import routes
-from mlflow_hokusai_plugin.server.request_context import current_actor, current_request_id
 
 LOGGER_NAME = "mlflow_hokusai_plugin.requests"
 _QUIET_PATHS = frozenset(

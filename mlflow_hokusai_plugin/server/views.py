@@ -48,7 +48,7 @@ def health_ready():
 @_route(routes.METRICS, methods=["GET"])
 def metrics_exposition():
     """Prometheus text format: every worker's counters, readiness and backup age at scrape time."""
-    from mlflow_hokusai_plugin import prometheus_metrics as metrics
+    from mlflow_hokusai_plugin.runtime import metrics
 
     state = _state()
     collector = metrics.ScrapeTimeCollector(
@@ -96,7 +96,7 @@ def renew_attestation(attestation_id: str):
                 return False
         return True
 
-    from mlflow_hokusai_plugin.server.request_context import current_actor, current_request_id
+    from mlflow_hokusai_plugin.runtime.request_context import current_actor, current_request_id
 
     document = registrar.renew(
         attestation_id, may_renew, actor=current_actor(), request_id=current_request_id()
@@ -213,7 +213,7 @@ def _document_in_scope(document: dict) -> bool:
 
 
 def _audit(action: str, target: str, *, after: dict) -> None:
-    from mlflow_hokusai_plugin.server.request_context import current_actor, current_request_id
+    from mlflow_hokusai_plugin.runtime.request_context import current_actor, current_request_id
 
     _state().registry_store().audit.append(
         actor=current_actor(), action=action, target=target, after=after, request_id=current_request_id()

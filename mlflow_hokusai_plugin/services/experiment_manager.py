@@ -18,8 +18,9 @@ from mlflow_hokusai_plugin.core.metrics import (
     signed_improvement,
     weighted_score,
 )
-from mlflow_hokusai_plugin.services import evaluation, mlflow_facts
+from mlflow_hokusai_plugin.services import evaluation
 from mlflow_hokusai_plugin.services.datasets import data_manifest, dataframe_digest
+from mlflow_hokusai_plugin.store import mlflow_facts
 
 DEFAULT_EXPERIMENT = "hokusai_model_improvements"
 CONTRIBUTION_INPUT_CONTEXT = "contribution"

@@ -31,9 +31,9 @@ from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import OnchainTarget, attest_improvement
 from mlflow_hokusai_plugin.core.metrics import compute_improvement
 from mlflow_hokusai_plugin.core.mint_request import DEFAULT_SIGNATURE_TTL
-from mlflow_hokusai_plugin.services import mlflow_facts
+from mlflow_hokusai_plugin.runtime.signer import Signer
 from mlflow_hokusai_plugin.services.hokusai_server import as_validation_error, hokusai_app_client
-from mlflow_hokusai_plugin.signer import Signer
+from mlflow_hokusai_plugin.store import mlflow_facts
 
 ATTESTATION_ARTIFACT_DIR = "hokusai/attestations"
 DEFAULT_EXPERIMENT = "hokusai_model_registry"

@@ -25,8 +25,8 @@ from mlflow_hokusai_plugin.core.canonical import canonical_json, sha256_hex
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import attest_improvement
 from mlflow_hokusai_plugin.core.metrics import STANDARD_METRICS
+from mlflow_hokusai_plugin.runtime.signer import Signer
 from mlflow_hokusai_plugin.services.hokusai_server import hokusai_app_client
-from mlflow_hokusai_plugin.signer import Signer
 
 CONTRIBUTIONS_EXPERIMENT = "hokusai_contributions"
 CONTRIBUTOR_TAG = "hokusai.contributor"

@@ -3,7 +3,7 @@
 MLflow's SQLAlchemy registry store, with two additions:
 
 - a version created with, or later tagged with, ``hokusai.baseline`` is validated before MLflow
-  writes it, then attested (see ``mlflow_hokusai_plugin.improvements``);
+  writes it, then attested (see ``mlflow_hokusai_plugin.store.registrar``);
 - every registry mutation is appended to the audit hash chain with actor and before/after;
 - the guards on Hokusai facts (the "guards" section below, docs/server.md "Guards"): tag keys of
   the ``hokusai.`` namespace spelled exactly and at their level, server tags written only by the
@@ -42,17 +42,17 @@ from mlflow.utils.validation import (
     _validate_registered_model_tag,
 )
 
-from mlflow_hokusai_plugin import prometheus_metrics
-from mlflow_hokusai_plugin.audit import AuditLog
 from mlflow_hokusai_plugin.core import storage_bounds as bounds
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.errors import ValidationError
-from mlflow_hokusai_plugin.db.migrate import upgrade
-from mlflow_hokusai_plugin.db.store import HokusaiStore
+from mlflow_hokusai_plugin.db.audit import AuditLog
+from mlflow_hokusai_plugin.db.records import HokusaiStore
+from mlflow_hokusai_plugin.db.schema import upgrade
 from mlflow_hokusai_plugin.db.urls import database_url
-from mlflow_hokusai_plugin.improvements import Registrar
-from mlflow_hokusai_plugin.server.request_context import current_actor, current_request_id
+from mlflow_hokusai_plugin.runtime import metrics as prometheus_metrics
+from mlflow_hokusai_plugin.runtime.request_context import current_actor, current_request_id
+from mlflow_hokusai_plugin.store.registrar import Registrar
 from mlflow_hokusai_plugin.store.renames import follow_model_renames
 
 _logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class HokusaiRegistryStore(SqlAlchemyStore):
 
     @cached_property
     def _config(self) -> Any:
-        from mlflow_hokusai_plugin.server.config import HokusaiConfig
+        from mlflow_hokusai_plugin.runtime.config import HokusaiConfig
 
         return HokusaiConfig.from_env()
 
@@ -109,7 +109,7 @@ class HokusaiRegistryStore(SqlAlchemyStore):
     def _get_signer(self) -> Any:
         with self._signer_lock:
             if self._signer is None:
-                from mlflow_hokusai_plugin.server.config import load_signer
+                from mlflow_hokusai_plugin.runtime.config import load_signer
 
                 self._signer, _ = load_signer()
             return self._signer

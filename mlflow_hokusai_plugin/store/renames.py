@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from mlflow_hokusai_plugin.db.model_names import detach_model_records, rename_model_records
-from mlflow_hokusai_plugin.db.store import now_ms
+from mlflow_hokusai_plugin.db.records import now_ms
 
 # The registry engines whose databases hold the plugin tables (the listener is process-wide).
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()

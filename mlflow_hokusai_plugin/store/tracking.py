@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-from mlflow_hokusai_plugin.db.migrate import upgrade
+from mlflow_hokusai_plugin.db.schema import upgrade
 from mlflow_hokusai_plugin.db.urls import database_url
 
 

@@ -24,7 +24,7 @@ from mlflow_hokusai_plugin.core.eip712 import (
 )
 from mlflow_hokusai_plugin.core.issuance import attest_improvement, cosign_document, renew_mint_request
 from mlflow_hokusai_plugin.core.mint_request import LineageFacts, OnchainTarget
-from mlflow_hokusai_plugin.signer import Signer
+from mlflow_hokusai_plugin.runtime.signer import Signer
 from tests.evm.chain import HERE, Chain, Contract, EvmSetupError, Reverted, compile_contract
 
 pytestmark = pytest.mark.timeout(600)  # the first run installs solc-js and compiles

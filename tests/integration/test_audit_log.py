@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
-from mlflow_hokusai_plugin.audit import AuditLog
 from mlflow_hokusai_plugin.core.audit_chain import GENESIS_HASH, entry_hash
 from mlflow_hokusai_plugin.core.canonical import parse_json
 from mlflow_hokusai_plugin.core.errors import HokusaiError, ValidationError
-from mlflow_hokusai_plugin.db.migrate import upgrade
+from mlflow_hokusai_plugin.db.audit import AuditLog
+from mlflow_hokusai_plugin.db.schema import upgrade
 
 THREADS, PER_THREAD = 16, 10
 DEEP: list = []

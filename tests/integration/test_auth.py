@@ -277,7 +277,7 @@ def test_basic_mode_reuses_mlflow_basic_auth_users(hokusai_servers, monkeypatch)
         },
     )
     assert improved.tags["hokusai.attestation.status"] == "signed"
-    from mlflow_hokusai_plugin.audit import AuditLog
+    from mlflow_hokusai_plugin.db.audit import AuditLog
 
     actors = {entry["actor"] for entry in AuditLog.from_store_uri(server.store_uri).entries()}
     assert "user:admin" in actors

@@ -39,17 +39,17 @@ from mlflow import MlflowClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from mlflow_hokusai_plugin.artifact_digest import directory_digest, file_sha256
-from mlflow_hokusai_plugin.audit import AuditLog
 from mlflow_hokusai_plugin.backup import create_backup, restore_backup, verify_backup
 from mlflow_hokusai_plugin.backup.database_facts import read_counts
 from mlflow_hokusai_plugin.backup.postgres import SCRATCH_PREFIX
 from mlflow_hokusai_plugin.cli import main
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.canonical import canonical_json
+from mlflow_hokusai_plugin.db.audit import AuditLog
 from mlflow_hokusai_plugin.db.backups import last_backup_time
-from mlflow_hokusai_plugin.db.migrate import head_revision, upgrade
-from mlflow_hokusai_plugin.db.store import make_engine
+from mlflow_hokusai_plugin.db.records import make_engine
+from mlflow_hokusai_plugin.db.schema import head_revision, upgrade
+from mlflow_hokusai_plugin.store.artifact_digest import directory_digest, file_sha256
 from tests.integration.test_cli import HOKUSAI, hokusai
 from tests.integration.test_server_plugin import (
     attester_address,

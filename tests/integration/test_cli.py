@@ -16,7 +16,7 @@ import pytest
 
 from mlflow_hokusai_plugin.core.attestation import improvement_predicate
 from mlflow_hokusai_plugin.core.issuance import issue_attestation
-from mlflow_hokusai_plugin.signer import Signer
+from mlflow_hokusai_plugin.runtime.signer import Signer
 
 # The script installed beside this interpreter, even when its bin/ is not on PATH (make test).
 HOKUSAI = shutil.which("hokusai", path=str(Path(sys.executable).parent))

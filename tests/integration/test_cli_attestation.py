@@ -33,7 +33,7 @@ from mlflow_hokusai_plugin.core.calldata import (
 )
 from mlflow_hokusai_plugin.core.eip712 import LEGACY_MINT_REQUEST_TYPES
 from mlflow_hokusai_plugin.core.issuance import OnchainTarget, attest_improvement
-from mlflow_hokusai_plugin.signer import Signer
+from mlflow_hokusai_plugin.runtime.signer import Signer
 from tests.integration.test_server_plugin import (
     CHAIN_ID,
     VERIFYING_CONTRACT,

@@ -48,7 +48,7 @@ SERVER_SERVICE = "hokusai"
 READY_URL = "http://127.0.0.1:5000/api/2.0/hokusai/health/ready"
 METRICS_PATH = "/api/2.0/hokusai/metrics"
 
-# What the server exposes (mlflow_hokusai_plugin/prometheus_metrics.py): dashboards and alerts may
+# What the server exposes (mlflow_hokusai_plugin/runtime/metrics.py): dashboards and alerts may
 # use these and nothing else, so a renamed metric cannot leave a panel or an alert silently empty.
 HISTOGRAMS = {"hokusai_http_request_duration_seconds"}
 METRICS = {
@@ -1069,8 +1069,8 @@ _NAMED_HEX_KEY = re.compile(r"(?i)(?:private_?key|attester_key)[\"']?\s*[:=]\s*[
 # Literals that look like secrets on purpose, each with its reason.
 SECRET_ALLOWLIST = {
     # Protects the demo's throwaway key, generated in the demo's own directory and never used
-    # for anything else (mlflow_hokusai_plugin/demo.py).
-    ("mlflow_hokusai_plugin/demo.py", "hokusai-demo-only"),
+    # for anything else (mlflow_hokusai_plugin/demo/run.py).
+    ("mlflow_hokusai_plugin/demo/run.py", "hokusai-demo-only"),
 }
 
 

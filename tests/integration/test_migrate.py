@@ -13,7 +13,7 @@ from sqlalchemy import create_engine
 
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.attestation import verify_document
-from mlflow_hokusai_plugin.db.store import HokusaiStore
+from mlflow_hokusai_plugin.db.records import HokusaiStore
 from tests.integration.test_cli import hokusai
 from tests.integration.test_services import log_candidate
 

@@ -17,11 +17,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sqlalchemy import create_engine, text
 
-from mlflow_hokusai_plugin.artifact_digest import artifact_uri_digest
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.attestation import document_predicate
 from mlflow_hokusai_plugin.db.urls import database_url
-from mlflow_hokusai_plugin.embedded_server import ServerStartError
+from mlflow_hokusai_plugin.demo.embedded_server import ServerStartError
+from mlflow_hokusai_plugin.store.artifact_digest import artifact_uri_digest
 from tests.integration.test_auth import make_key
 from tests.integration.test_cli import hokusai as hokusai_cli
 from tests.integration.test_server_plugin import (

@@ -21,8 +21,8 @@ import pytest
 import redis
 from flask import Flask, g, jsonify
 
-from mlflow_hokusai_plugin.embedded_server import MlflowServerProcess, ServerStartError, free_port
-from mlflow_hokusai_plugin.server.config import ConfigError
+from mlflow_hokusai_plugin.demo.embedded_server import MlflowServerProcess, ServerStartError, free_port
+from mlflow_hokusai_plugin.runtime.config import ConfigError
 from mlflow_hokusai_plugin.server.rate_limits import (
     RateLimitSettings,
     install_rate_limits,

@@ -31,7 +31,7 @@ from sqlalchemy import event
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.db.projects import unified_registry
-from mlflow_hokusai_plugin.db.store import make_engine
+from mlflow_hokusai_plugin.db.records import make_engine
 from mlflow_hokusai_plugin.server import routes
 from tests.unit.test_summary import mlflow_table_cell
 

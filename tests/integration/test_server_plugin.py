@@ -35,17 +35,17 @@ from sklearn.dummy import DummyClassifier
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 
-from mlflow_hokusai_plugin.artifact_digest import artifact_uri_digest
-from mlflow_hokusai_plugin.audit import AuditLog
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.audit_chain import ALTERED
-from mlflow_hokusai_plugin.db.migrate import VERSION_TABLE, head_revision, upgrade
+from mlflow_hokusai_plugin.db.audit import AuditLog
 from mlflow_hokusai_plugin.db.models import Base
-from mlflow_hokusai_plugin.db.store import HokusaiStore, make_engine
-from mlflow_hokusai_plugin.embedded_server import MlflowServerProcess, ServerStartError
-from mlflow_hokusai_plugin.improvements import FAULT_DELAY_ENV
-from mlflow_hokusai_plugin.server.config import DEV_MODE_BANNER
+from mlflow_hokusai_plugin.db.records import HokusaiStore, make_engine
+from mlflow_hokusai_plugin.db.schema import VERSION_TABLE, head_revision, upgrade
+from mlflow_hokusai_plugin.demo.embedded_server import MlflowServerProcess, ServerStartError
+from mlflow_hokusai_plugin.runtime.config import DEV_MODE_BANNER
 from mlflow_hokusai_plugin.store import WORKSPACES_UNSUPPORTED
+from mlflow_hokusai_plugin.store.artifact_digest import artifact_uri_digest
+from mlflow_hokusai_plugin.store.registrar import FAULT_DELAY_ENV
 from tests.integration.test_services import verify_like_an_outsider
 from tests.unit.test_summary import mlflow_table_cell
 

@@ -21,8 +21,8 @@ from sklearn.dummy import DummyClassifier
 
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.runtime.signer import Signer
 from mlflow_hokusai_plugin.services import ExperimentManager, HokusaiModelRegistry, PerformanceTracker
-from mlflow_hokusai_plugin.signer import Signer
 
 ALICE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 BOB = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_hokusai_plugin.embedded_server import ServerStartError
+from mlflow_hokusai_plugin.demo.embedded_server import ServerStartError
 from tests.integration.test_auth import make_key
 from tests.security.attack import Answer, assert_workers_alive, send, worker_pids
 

@@ -885,7 +885,7 @@ JSON = "application/json"
         route="mlflow/registered-models/search",
     )
 )
-# Plugin, server/request_context.py current_request_id: a printable non-ASCII X-Request-Id is kept
+# Plugin, runtime/request_context.py current_request_id: a printable non-ASCII X-Request-Id is kept
 # and echoed as a response header, which Starlette's WSGI bridge encodes as ASCII
 # (UnicodeEncodeError): every API route, a public one included.
 @example(

@@ -27,14 +27,14 @@ from sqlalchemy import text
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.lineage import MAX_LINEAGE_DEPTH, lineage_graph
-from mlflow_hokusai_plugin.db.migrate import upgrade
-from mlflow_hokusai_plugin.db.store import (
+from mlflow_hokusai_plugin.db.records import (
     LINEAGE_LOCK_KEY,
     HokusaiStore,
     contribution_records,
     edge_record,
 )
-from mlflow_hokusai_plugin.improvements import FAULT_DELAY_ENV
+from mlflow_hokusai_plugin.db.schema import upgrade
+from mlflow_hokusai_plugin.store.registrar import FAULT_DELAY_ENV
 from tests.integration.test_server_plugin import (  # noqa: F401 - _dispose_engines: autouse fixture
     ALICE,
     Candidate,

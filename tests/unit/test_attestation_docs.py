@@ -14,7 +14,7 @@ from mlflow_hokusai_plugin.core.attestation import verify_document
 from mlflow_hokusai_plugin.core.eip712 import MINT_REQUEST_TYPES
 from mlflow_hokusai_plugin.core.issuance import attest_improvement
 from mlflow_hokusai_plugin.core.mint_request import OnchainTarget
-from mlflow_hokusai_plugin.signer import Signer
+from mlflow_hokusai_plugin.runtime.signer import Signer
 from tests.doc_examples import fenced_blocks
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "attestation.md"

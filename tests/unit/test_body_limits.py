@@ -21,6 +21,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mlflow_hokusai_plugin.core.errors import HokusaiError
+from mlflow_hokusai_plugin.runtime.config import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_JSON_DEPTH,
+    ConfigError,
+    HokusaiConfig,
+)
 from mlflow_hokusai_plugin.server import body_limits
 from mlflow_hokusai_plugin.server.body_limits import (
     BINARY,
@@ -31,12 +37,6 @@ from mlflow_hokusai_plugin.server.body_limits import (
     WsgiBodyLimits,
     body_kind,
     json_depth,
-)
-from mlflow_hokusai_plugin.server.config import (
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_JSON_DEPTH,
-    ConfigError,
-    HokusaiConfig,
 )
 
 LIMITS = BodyLimits(max_body_bytes=1000, max_json_depth=8)

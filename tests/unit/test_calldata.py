@@ -28,7 +28,7 @@ from mlflow_hokusai_plugin.core.eip712 import (
     ordered_signatures,
 )
 from mlflow_hokusai_plugin.core.errors import ValidationError
-from mlflow_hokusai_plugin.signer import Signer
+from mlflow_hokusai_plugin.runtime.signer import Signer
 from tests.unit.test_eip712 import make_typed_data as eip712_typed_data
 
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -17,7 +17,7 @@ from mlflow_hokusai_plugin.core.mint_request import (
     contract_score_bps,
     lineage_problem,
 )
-from mlflow_hokusai_plugin.signer import Signer
+from mlflow_hokusai_plugin.runtime.signer import Signer
 
 ATTESTER = Signer.from_private_key("0x" + "a7" * 32)
 SECOND = Signer.from_private_key("0x" + "b8" * 32)

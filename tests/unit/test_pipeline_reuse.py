@@ -18,7 +18,7 @@ from mlflow_hokusai_plugin.core.attestation import (
 )
 from mlflow_hokusai_plugin.core.contributors import parse_contributors
 from mlflow_hokusai_plugin.pipeline.registration import _attested_as
-from mlflow_hokusai_plugin.signer import Signer
+from mlflow_hokusai_plugin.runtime.signer import Signer
 
 ALICE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 BOB = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.errors import ValidationError
-from mlflow_hokusai_plugin.improvements import Registrar
+from mlflow_hokusai_plugin.store.registrar import Registrar
 
 
 class FakeRegistry:

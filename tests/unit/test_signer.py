@@ -10,7 +10,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from mlflow_hokusai_plugin.core.eip712 import mint_request_typed_data, recover_typed_data_signer
-from mlflow_hokusai_plugin.signer import Signer, SignerError
+from mlflow_hokusai_plugin.runtime.signer import Signer, SignerError
 
 KEY_HEX = "3c" * 32
 KEY = "0x" + KEY_HEX

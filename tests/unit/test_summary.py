@@ -11,7 +11,7 @@ import pytest
 
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
-from mlflow_hokusai_plugin.improvements import Registrar
+from mlflow_hokusai_plugin.store.registrar import Registrar
 
 DELTAS = {"accuracy": {"baseline_value": 0.75, "new_value": 0.82, "absolute_delta": 0.07}}
 ATTESTATION_ID = "9f" * 32
@@ -291,7 +291,7 @@ def test_a_failed_listing_is_logged_and_never_fails_the_registration(registry_fa
     versions = {"churn/1": {"description": str(_baseline()), "tags": dict(BASE_TAGS)}}
     registry = FakeRegistry(versions, fail=registry_fails)
     registrar = _registrar(registry, FakeStore({"churn/1": [("churn/2", 100)]}, fail=not registry_fails))
-    with caplog.at_level(logging.WARNING, logger="mlflow_hokusai_plugin.improvements"):
+    with caplog.at_level(logging.WARNING, logger="mlflow_hokusai_plugin.store.registrar"):
         registrar._list_on_baseline("churn/1")
     assert registry.calls == 1
     assert versions["churn/1"]["description"] == str(_baseline())  # nothing half-written

@@ -3,8 +3,8 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from mlflow_hokusai_plugin.db.migrate import VERSION_TABLE
 from mlflow_hokusai_plugin.db.models import Base
+from mlflow_hokusai_plugin.db.schema import VERSION_TABLE
 
 config = context.config
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.attestation import verify_document
-from mlflow_hokusai_plugin.embedded_server import MlflowServerProcess
-from mlflow_hokusai_plugin.signer import ENV_KEY, ENV_KEYSTORE, Signer
+from mlflow_hokusai_plugin.demo.embedded_server import MlflowServerProcess
+from mlflow_hokusai_plugin.runtime.signer import ENV_KEY, ENV_KEYSTORE, Signer
 
 MODEL_NAME = "hokusai-demo-classifier"
 PROJECT = "demo"

@@ -15,9 +15,9 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException, RestException
 
-from mlflow_hokusai_plugin.artifact_digest import directory_digest
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.errors import ValidationError
+from mlflow_hokusai_plugin.store.artifact_digest import directory_digest
 
 
 @dataclass(frozen=True)

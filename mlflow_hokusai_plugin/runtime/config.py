@@ -13,7 +13,7 @@ from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.mint_request import DEFAULT_SIGNATURE_TTL, OnchainTarget
 from mlflow_hokusai_plugin.core.tags import check_onchain_model_id
-from mlflow_hokusai_plugin.signer import ENV_KEY, ENV_KEYSTORE, Signer, SignerError
+from mlflow_hokusai_plugin.runtime.signer import ENV_KEY, ENV_KEYSTORE, Signer, SignerError
 
 _logger = logging.getLogger(__name__)
 
@@ -155,53 +155,3 @@ def load_signer(environ: Mapping[str, str] | None = None) -> tuple[Signer, bool]
         finally:
             draft.unlink()
     return Signer.from_keystore(path, boot_id), True
-
-
-def preflight(environ: Mapping[str, str] | None = None, store_uri: str | None = None) -> None:
-    """The start checks, run in the ``mlflow server`` process before it starts any worker.
-
-    A worker that fails them is restarted forever by uvicorn; failing here makes ``mlflow server``
-    exit 1 with the reason instead. Dev mode's ephemeral key is made later, by the workers. With
-    ``store_uri``, a database that holds on-chain models needs the chain's EIP-712 domain.
-    """
-    env = os.environ if environ is None else environ
-    config = HokusaiConfig.from_env(env)
-    if store_uri is not None and not config.has_chain_domain:
-        onchain = _onchain_models(store_uri)
-        if onchain:
-            raise ConfigError(
-                f"registered model(s) {', '.join(onchain)} have hokusai.onchain_model_id: {NO_CHAIN_DOMAIN}"
-            )
-    if env.get(ENV_KEY) or env.get(ENV_KEYSTORE):
-        Signer.from_env(env)
-    elif env.get("HOKUSAI_DEV_MODE", "") != "1":
-        load_signer(env)  # raises the "no attester key" error
-
-
-def _onchain_models(store_uri: str, limit: int = 3) -> list[str]:
-    """Up to ``limit`` registered models tagged ``hokusai.onchain_model_id`` (none in a database
-    MLflow has not created yet)."""
-    from sqlalchemy import create_engine, inspect, text
-    from sqlalchemy.exc import OperationalError
-
-    from mlflow_hokusai_plugin.db.urls import database_url
-
-    engine = create_engine(database_url(store_uri))
-    try:
-        connection = engine.connect()
-    except OperationalError as exc:
-        # Not up yet: MLflow's own start waits and retries; the tag refusal still holds after.
-        _logger.warning("could not look for on-chain models before starting: %s", exc.orig)
-        engine.dispose()
-        return []
-    try:
-        with connection:
-            if not inspect(connection).has_table("registered_model_tags"):
-                return []
-            rows = connection.execute(
-                text("SELECT name FROM registered_model_tags WHERE key = :key ORDER BY name LIMIT :limit"),
-                {"key": "hokusai.onchain_model_id", "limit": limit},
-            )
-            return [row[0] for row in rows]
-    finally:
-        engine.dispose()

@@ -35,8 +35,8 @@ from mlflow_hokusai_plugin.core.contributors import attribute
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.metrics import compute_improvement
 from mlflow_hokusai_plugin.core.progress import Progress, no_progress
-from mlflow_hokusai_plugin.db.store import contribution_records, edge_record
-from mlflow_hokusai_plugin.services.mlflow_facts import get_version
+from mlflow_hokusai_plugin.db.records import contribution_records, edge_record
+from mlflow_hokusai_plugin.store.mlflow_facts import get_version
 
 CLIENT_FIELDS = {
     "project": T.PROJECT,

@@ -20,8 +20,7 @@ from typing import Any, Protocol
 from mlflow.entities.model_registry import ModelVersionTag
 from sqlalchemy import select
 
-from mlflow_hokusai_plugin import __version__, prometheus_metrics
-from mlflow_hokusai_plugin.artifact_digest import artifact_uri_digest
+from mlflow_hokusai_plugin import __version__
 from mlflow_hokusai_plugin.core import storage_bounds as bounds
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
@@ -38,8 +37,10 @@ from mlflow_hokusai_plugin.core.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER
 from mlflow_hokusai_plugin.core.mint_request import DEFAULT_SIGNATURE_TTL, LineageFacts
 from mlflow_hokusai_plugin.core.progress import Progress, no_progress
 from mlflow_hokusai_plugin.db.models import ContributorTotal
-from mlflow_hokusai_plugin.db.store import HokusaiStore, contribution_records, edge_record
-from mlflow_hokusai_plugin.services.mlflow_facts import RunFacts, run_facts
+from mlflow_hokusai_plugin.db.records import HokusaiStore, contribution_records, edge_record
+from mlflow_hokusai_plugin.runtime import metrics as prometheus_metrics
+from mlflow_hokusai_plugin.store.artifact_digest import artifact_uri_digest
+from mlflow_hokusai_plugin.store.mlflow_facts import RunFacts, run_facts
 
 _logger = logging.getLogger(__name__)
 

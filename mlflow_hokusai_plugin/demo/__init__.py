@@ -1,0 +1,1 @@
+"""``hokusai demo`` and the embedded ``mlflow server`` it (and the test suite) starts."""

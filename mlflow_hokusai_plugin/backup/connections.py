@@ -11,8 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from mlflow_hokusai_plugin.backup.errors import BackupError
-from mlflow_hokusai_plugin.backup.uris import password_of, redact, without_password
+from mlflow_hokusai_plugin.backup.uris import password_of, redact
 from mlflow_hokusai_plugin.db.urls import database_url
+from mlflow_hokusai_plugin.runtime.uris import without_password
 
 # Fail in seconds, not after the OS's TCP timeout, when the server is down or firewalled.
 CONNECT_TIMEOUT_S = 10

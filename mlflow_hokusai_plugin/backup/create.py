@@ -29,10 +29,11 @@ from mlflow_hokusai_plugin.backup.manifest import (
     describe_file,
     write_manifest,
 )
-from mlflow_hokusai_plugin.backup.uris import dialect_of, parse_artifact_root, without_password
+from mlflow_hokusai_plugin.backup.uris import dialect_of, parse_artifact_root
 from mlflow_hokusai_plugin.core.progress import Progress, no_progress, one_step
 from mlflow_hokusai_plugin.db.backups import record_backup
 from mlflow_hokusai_plugin.db.schema import upgrade
+from mlflow_hokusai_plugin.runtime.uris import without_password
 
 NAME_PREFIX = "hokusai-backup-"
 

@@ -26,8 +26,9 @@ from sqlalchemy.engine import make_url
 from mlflow_hokusai_plugin.backup.connections import CONNECT_TIMEOUT_S, database_errors, engine_for, one_line
 from mlflow_hokusai_plugin.backup.database_facts import read_counts, read_revisions
 from mlflow_hokusai_plugin.backup.errors import BackupError
-from mlflow_hokusai_plugin.backup.uris import password_of, redact, without_password
+from mlflow_hokusai_plugin.backup.uris import password_of, redact
 from mlflow_hokusai_plugin.db.urls import database_url
+from mlflow_hokusai_plugin.runtime.uris import without_password
 
 DUMP_FILE = "database.dump"
 DUMP_FORMAT = "pg_dump custom"

@@ -18,10 +18,11 @@ from mlflow_hokusai_plugin.backup.artifact_stores import copy_in, open_artifacts
 from mlflow_hokusai_plugin.backup.connections import database_errors, engine_for
 from mlflow_hokusai_plugin.backup.errors import BackupError, DamagedBackup
 from mlflow_hokusai_plugin.backup.manifest import ARTIFACTS_DIR, damaged_files, read_manifest
-from mlflow_hokusai_plugin.backup.uris import dialect_of, parse_artifact_root, without_password
+from mlflow_hokusai_plugin.backup.uris import dialect_of, parse_artifact_root
 from mlflow_hokusai_plugin.core.progress import Progress, no_progress, one_step
 from mlflow_hokusai_plugin.db.backups import record_backup
 from mlflow_hokusai_plugin.db.models import Backup
+from mlflow_hokusai_plugin.runtime.uris import without_password
 
 
 @dataclass(frozen=True)

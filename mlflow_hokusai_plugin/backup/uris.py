@@ -1,4 +1,4 @@
-"""Store URIs without their passwords, artifact roots, and where a model's files sit in a backup.
+"""Store URI passwords (to redact from messages), artifact roots, and where a model's files sit in a backup.
 
 Pure string work, no I/O.
 """
@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 from mlflow_hokusai_plugin.backup.errors import BackupError
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.db.urls import SCHEME_PREFIX, database_url
+from mlflow_hokusai_plugin.runtime.uris import without_password
 
 
 def password_of(store_uri: str) -> str | None:
@@ -32,26 +33,6 @@ def password_of(store_uri: str) -> str | None:
         return make_url(uri).password
     except (ArgumentError, ValueError):
         return None
-
-
-def without_password(store_uri: str) -> str:
-    """``store_uri`` with any password removed, its scheme (``hokusai+`` or not) kept.
-
-    Split the way SQLAlchemy parses it (user up to the first ``:``, password up to the next
-    ``@``), so that whatever password :func:`password_of` finds is what is removed.
-
-    >>> without_password("hokusai+postgresql://mlflow:s3cret@db:5432/mlflow?sslmode=require")
-    'hokusai+postgresql://mlflow@db:5432/mlflow?sslmode=require'
-    >>> without_password("hokusai+postgresql://u:pa/ss@db/m")
-    'hokusai+postgresql://u@db/m'
-    >>> without_password("hokusai+sqlite:////var/lib/mlflow.db")
-    'hokusai+sqlite:////var/lib/mlflow.db'
-    """
-    if password_of(store_uri) is None:
-        return store_uri
-    scheme, _, rest = store_uri.partition("://")
-    user, _, after = rest.partition(":")
-    return f"{scheme}://{user}@{after.partition('@')[2]}"
 
 
 def redact(text: str, *secrets: str | None) -> str:

@@ -371,7 +371,7 @@ class HokusaiEvaluationFlow(FlowSpec):
         """Write the DeltaOne output document and the attestation to --output-dir (and to MLflow)."""
         from mlflow_hokusai_plugin import __version__
         from mlflow_hokusai_plugin.pipeline.output import deltaone_output
-        from mlflow_hokusai_plugin.pipeline.settings import redact_uri
+        from mlflow_hokusai_plugin.runtime.uris import redact_uri
 
         self.deltaone_output = deltaone_output(
             improvement=self.improvement,

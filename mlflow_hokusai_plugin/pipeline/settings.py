@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.pipeline import contributed_data, contributions, training
+from mlflow_hokusai_plugin.runtime.uris import redact_uri
 from mlflow_hokusai_plugin.services.datasets import dataframe_digest
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1_score", "auroc")
@@ -91,18 +91,6 @@ def prepare(params: Mapping[str, Any], flow_name: str, run_id: str) -> Setup:
 def output_run_dir(output_dir: str, run_id: str) -> Path:
     """``<output-dir>/<metaflow run id>/`` (a resumed run writes under its own new id)."""
     return Path(output_dir or ".").resolve() / str(run_id)
-
-
-def redact_uri(uri: str) -> str:
-    """The URI without credentials (``https://user:token@host`` -> ``https://host``).
-
-    >>> redact_uri("https://me:s3cret@mlflow.example.org/x")
-    'https://mlflow.example.org/x'
-    """
-    parts = urlsplit(uri)
-    if not parts.password and not parts.username:
-        return uri
-    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
 
 
 def check_tracking_server(tracking_uri: str) -> None:

@@ -66,7 +66,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, g, request
 from flask_limiter import ApplicationLimit, Limit, Limiter, RateLimitExceeded
@@ -74,6 +73,7 @@ from limits import RateLimitItem, parse_many
 from limits.errors import ConfigurationError
 
 from mlflow_hokusai_plugin.runtime.config import ConfigError
+from mlflow_hokusai_plugin.runtime.uris import redact_uri
 from mlflow_hokusai_plugin.server import routes
 from mlflow_hokusai_plugin.server.errors import error_response
 from mlflow_hokusai_plugin.server.request_scope import rate_bucket
@@ -164,23 +164,6 @@ def _parse_limit(variable: str, value: str) -> list[RateLimitItem]:
 
 def _scheme(uri: str) -> str:
     return uri.split("://", 1)[0].lower() if "://" in uri else ""
-
-
-def redact_uri(uri: str) -> str:
-    """The storage URI without its password, for logs and readiness.
-
-    >>> redact_uri("redis://:s3cret@cache:6379/2")
-    'redis://:***@cache:6379/2'
-    >>> redact_uri("memory://")
-    'memory://'
-    """
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 # -- who and what ---------------------------------------------------------------------------------

@@ -23,12 +23,12 @@ from flask import Flask, g, jsonify
 
 from mlflow_hokusai_plugin.demo.embedded_server import MlflowServerProcess, ServerStartError, free_port
 from mlflow_hokusai_plugin.runtime.config import ConfigError
+from mlflow_hokusai_plugin.runtime.uris import redact_uri
 from mlflow_hokusai_plugin.server.rate_limits import (
     RateLimitSettings,
     install_rate_limits,
     rate_limit_key,
     rate_limit_storage_check,
-    redact_uri,
     request_class,
 )
 

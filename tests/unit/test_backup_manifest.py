@@ -26,9 +26,9 @@ from mlflow_hokusai_plugin.backup.uris import (
     redact,
     resolve_model_location,
     safe_relative_path,
-    without_password,
 )
 from mlflow_hokusai_plugin.core.canonical import sha256_hex
+from mlflow_hokusai_plugin.runtime.uris import without_password
 
 # -- URIs -----------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +18,7 @@ import click
 
 from mlflow_hokusai_plugin import __version__
 from mlflow_hokusai_plugin.core.errors import HokusaiError
+from mlflow_hokusai_plugin.core.timestamps import iso_utc
 
 _T = TypeVar("_T")
 
@@ -261,11 +263,9 @@ def _write_json(value: dict, output: Path | None, *, force: bool = True) -> None
 
 
 def _utc(unix: int) -> str:
-    from datetime import datetime, timezone
-
     try:
-        return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
+        return iso_utc(unix, milliseconds=False)
+    except ValueError:
         return "beyond the year 9999"
 
 
@@ -490,7 +490,6 @@ def attestation_calldata(source: str, tracking_uri: str | None) -> None:
     MintRequest types of before 2026-06-10 (renew it), or whose signatures are not in strictly
     ascending signer order. A passed deadline is only a warning on stderr (renew before submitting).
     """
-    import time
 
     from mlflow_hokusai_plugin.core.calldata import document_mint_request, submit_mint_request_call
     from mlflow_hokusai_plugin.core.errors import ValidationError

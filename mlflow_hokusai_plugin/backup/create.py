@@ -31,6 +31,7 @@ from mlflow_hokusai_plugin.backup.manifest import (
 )
 from mlflow_hokusai_plugin.backup.uris import dialect_of, parse_artifact_root
 from mlflow_hokusai_plugin.core.progress import Progress, no_progress, one_step
+from mlflow_hokusai_plugin.core.timestamps import iso_utc
 from mlflow_hokusai_plugin.db.backups import record_backup
 from mlflow_hokusai_plugin.db.schema import upgrade
 from mlflow_hokusai_plugin.runtime.uris import without_password
@@ -85,7 +86,7 @@ def create_backup(
         copied = copy_out(store, partial / ARTIFACTS_DIR, progress)
         files += [FileEntry(f"{ARTIFACTS_DIR}/{key}", sha256, size) for key, sha256, size in copied]
         manifest = build_manifest(
-            created_at=stamp.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            created_at=iso_utc(started, milliseconds=False),
             created_at_unix=started,
             source={
                 "store_uri": without_password(store_uri),

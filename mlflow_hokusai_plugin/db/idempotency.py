@@ -7,30 +7,39 @@ to retry later). Only successful answers are kept: ``release`` forgets a request
 corrected retry with the same key is a new request.
 
 A claim still ``in_progress`` after ``STALE_MS`` belonged to a worker that died and may be taken
-over; a stored answer is kept for ``TTL_MS``, after which the key may be used again.
+over; a stored answer is kept for ``TTL_MS``, after which the key may be used again. Rows past
+both are deleted by a claim at most once per ``PURGE_INTERVAL_S`` in each process, so the table
+holds about a day of keys however long the server runs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from mlflow_hokusai_plugin.core.canonical import canonical_json, sha256_hex
 from mlflow_hokusai_plugin.db.models import IdempotencyRecord
+
+_logger = logging.getLogger(__name__)
 
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
 TTL_MS = 24 * 3600 * 1000
 STALE_MS = 10 * 60 * 1000
 DEFAULT_WAIT_S = 30.0
+PURGE_INTERVAL_S = 600.0
 _POLL_S = 0.1
+_purge_lock = threading.Lock()
+_next_purge = 0.0  # time.monotonic() of this process's next purge
 
 
 def now_ms() -> int:
@@ -73,6 +82,7 @@ class IdempotencyStore:
     def claim(
         self, principal: str, key: str, route: str, body_hash: str, *, wait_s: float = DEFAULT_WAIT_S
     ) -> Claim:
+        self._purge_now_and_then()
         deadline = time.monotonic() + wait_s
         while True:
             record_id = self._insert(principal, key, route, body_hash)
@@ -113,15 +123,38 @@ class IdempotencyStore:
         self._forget(record_id, IN_PROGRESS)
 
     def purge_expired(self) -> int:
-        """Delete stored answers older than the TTL; returns how many."""
+        """Delete the answers kept past the TTL and the claims left stale; returns how many.
+
+        Both were created before ``now - ttl`` or ``now - stale``: the indexed ``created_at`` finds
+        them, the state and the completion time decide.
+        """
+        now = now_ms()
         with self.sessions.begin() as session:
             result = session.execute(
                 delete(IdempotencyRecord).where(
-                    IdempotencyRecord.state == COMPLETED,
-                    IdempotencyRecord.completed_at < now_ms() - self.ttl_ms,
+                    IdempotencyRecord.created_at < now - min(self.ttl_ms, self.stale_ms),
+                    (
+                        (IdempotencyRecord.state == COMPLETED)
+                        & (IdempotencyRecord.completed_at < now - self.ttl_ms)
+                    )
+                    | (
+                        (IdempotencyRecord.state == IN_PROGRESS)
+                        & (IdempotencyRecord.created_at < now - self.stale_ms)
+                    ),
                 )
             )
             return result.rowcount or 0
+
+    def _purge_now_and_then(self) -> None:
+        global _next_purge
+        with _purge_lock:
+            if time.monotonic() < _next_purge:
+                return
+            _next_purge = time.monotonic() + PURGE_INTERVAL_S
+        try:
+            self.purge_expired()
+        except SQLAlchemyError:  # housekeeping: the request goes on, the next interval retries
+            _logger.warning("could not purge expired idempotency keys", exc_info=True)
 
     def _insert(self, principal: str, key: str, route: str, body_hash: str) -> int | None:
         record = IdempotencyRecord(

@@ -352,24 +352,6 @@ class HokusaiStore:
             "next": (rows[-1].created_at, rows[-1].id) if has_more else None,
         }
 
-    def projects(self) -> list[dict]:
-        """Every project with an attested improvement: models improved and DeltaOne awarded."""
-        with self.sessions() as session:
-            rows = session.execute(
-                select(
-                    LineageEdge.project,
-                    func.count(LineageEdge.id),
-                    func.coalesce(func.sum(LineageEdge.delta_one_bps), 0),
-                    func.max(LineageEdge.created_at),
-                )
-                .group_by(LineageEdge.project)
-                .order_by(LineageEdge.project)
-            ).all()
-        return [
-            {"project": r[0], "improvements": r[1], "delta_one_bps": int(r[2]), "last_improvement": r[3]}
-            for r in rows
-        ]
-
     def _start_nodes(self, model_id: str) -> list[str]:
         if "/" in model_id:
             return [model_id]

@@ -9,12 +9,13 @@ here too, and nothing is registered or signed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from mlflow_hokusai_plugin.core.contributors import attribute, parse_contributors
 from mlflow_hokusai_plugin.core.metrics import compute_improvement
+from mlflow_hokusai_plugin.core.timestamps import iso_utc
 from mlflow_hokusai_plugin.pipeline import offline, registration
 
 
@@ -175,7 +176,7 @@ def record_offline(
         model_type=model_type,
         project=project,
         pipeline_run_id=pipeline_run_id,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        created_at=iso_utc(time.time()),
     )
     summary = f"Services disabled: DeltaOne {improvement['delta_one']:g}; attestation {document['status']}"
     return Recorded(None, improvement, attributed, document, summary)

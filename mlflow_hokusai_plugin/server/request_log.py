@@ -20,11 +20,11 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask, g, request
 
+from mlflow_hokusai_plugin.core.timestamps import iso_utc
 from mlflow_hokusai_plugin.runtime import metrics
 from mlflow_hokusai_plugin.runtime.request_context import current_actor, current_request_id
 from mlflow_hokusai_plugin.server import routes
@@ -67,7 +67,7 @@ def log_request(
     if path in _QUIET_PATHS:
         return
     line = {
-        "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ts": iso_utc(time.time()),
         "event": "request",
         "request_id": request_id,
         "principal": principal,

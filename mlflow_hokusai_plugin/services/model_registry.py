@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any
 
 import mlflow
@@ -31,6 +30,7 @@ from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import OnchainTarget, attest_improvement
 from mlflow_hokusai_plugin.core.metrics import compute_improvement
 from mlflow_hokusai_plugin.core.mint_request import DEFAULT_SIGNATURE_TTL
+from mlflow_hokusai_plugin.core.timestamps import iso_utc
 from mlflow_hokusai_plugin.runtime.signer import Signer
 from mlflow_hokusai_plugin.services.hokusai_server import as_validation_error, hokusai_app_client
 from mlflow_hokusai_plugin.store import mlflow_facts
@@ -38,10 +38,6 @@ from mlflow_hokusai_plugin.store import mlflow_facts
 ATTESTATION_ARTIFACT_DIR = "hokusai/attestations"
 DEFAULT_EXPERIMENT = "hokusai_model_registry"
 DEFAULT_PROJECT = "default"
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class HokusaiModelRegistry:
@@ -320,7 +316,7 @@ class HokusaiModelRegistry:
             dataset_digest=facts.dataset_digest or baseline_facts.dataset_digest,
             model_digest=mlflow_facts.version_artifact_digest(self.client, version),
             baseline_digest=mlflow_facts.version_artifact_digest(self.client, baseline),
-            created_at=utc_now(),
+            created_at=iso_utc(time.time()),
             plugin_version=__version__,
             project=tags.get(T.PROJECT),
             model_type=tags.get(T.MODEL_TYPE),

@@ -9,6 +9,7 @@ its own tables.)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from mlflow_hokusai_plugin.core.canonical import canonical_json, sha256_hex
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.issuance import attest_improvement
 from mlflow_hokusai_plugin.core.metrics import STANDARD_METRICS
+from mlflow_hokusai_plugin.core.timestamps import iso_utc
 from mlflow_hokusai_plugin.runtime.signer import Signer
 from mlflow_hokusai_plugin.services.hokusai_server import hokusai_app_client
 
@@ -84,8 +86,6 @@ class PerformanceTracker:
 
         Returns ``(improvement, attestation document)``.
         """
-        from mlflow_hokusai_plugin.services.model_registry import utc_now
-
         benchmark_metric = (
             benchmark_metric
             or data_contribution.get("benchmark_metric")
@@ -110,7 +110,7 @@ class PerformanceTracker:
             dataset_digest=data_contribution.get("dataset_digest"),
             model_digest=data_contribution.get("model_digest"),
             baseline_digest=data_contribution.get("baseline_digest"),
-            created_at=created_at or utc_now(),
+            created_at=created_at or iso_utc(time.time()),
             plugin_version=__version__,
             pipeline_run_id=data_contribution.get("pipeline_run_id"),
             directions=directions,

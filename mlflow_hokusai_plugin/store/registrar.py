@@ -36,6 +36,7 @@ from mlflow_hokusai_plugin.core.issuance import (
 from mlflow_hokusai_plugin.core.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, compute_improvement
 from mlflow_hokusai_plugin.core.mint_request import DEFAULT_SIGNATURE_TTL, LineageFacts
 from mlflow_hokusai_plugin.core.progress import Progress, no_progress
+from mlflow_hokusai_plugin.core.timestamps import iso_utc
 from mlflow_hokusai_plugin.db.models import ContributorTotal
 from mlflow_hokusai_plugin.db.records import HokusaiStore, contribution_records, edge_record
 from mlflow_hokusai_plugin.runtime import metrics as prometheus_metrics
@@ -118,11 +119,6 @@ def _refuse_infinite_metrics(facts: RunFacts, side: str, benchmark_metric: str) 
                 f"{'-' if value < 0 else ''}infinity (MLflow stores it as {value!r}); "
                 "an improvement needs finite metrics",
             )
-
-
-def utc_iso(epoch_ms: int | None = None) -> str:
-    seconds = (epoch_ms if epoch_ms is not None else int(time.time() * 1000)) / 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
 
 
 class Registrar:
@@ -366,7 +362,7 @@ class Registrar:
                 onchain=self._current_target(model_id),
                 deadline=self._deadline(),
                 total_samples=samples,
-                renewed_at=utc_iso(),
+                renewed_at=iso_utc(time.time()),
             )
 
         document = self.store.replace_attestation(attestation_id, renewed)
@@ -475,7 +471,7 @@ class Registrar:
             dataset_digest=prepared.candidate_facts.dataset_digest,
             model_digest=model_digest,
             baseline_digest=baseline_digest,
-            created_at=utc_iso(),
+            created_at=iso_utc(time.time()),
             plugin_version=__version__,
             project=parsed["project"],
             model_type=parsed["model_type"],

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -529,6 +529,11 @@ def attestation_calldata(source: str, tracking_uri: str | None) -> None:
 STORE_URI_HELP = "The server's backend store URI (hokusai+postgresql://... or hokusai+sqlite:///...)."
 
 
+def store_uri_option(text: str = STORE_URI_HELP, required: bool = True) -> Callable:
+    """``--store-uri`` (or ``HOKUSAI_STORE_URI``), declared once for every command that takes it."""
+    return click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=required, help=text)
+
+
 @main.group()
 def db() -> None:
     """The plugin tables."""
@@ -536,7 +541,7 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.argument("url", required=False)
-@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", help=STORE_URI_HELP + " The same as URL.")
+@store_uri_option(STORE_URI_HELP + " The same as URL.", required=False)
 def db_upgrade(url: str | None, store_uri: str | None) -> None:
     """Create or upgrade the plugin tables at URL (MLflow's own tables: `mlflow db upgrade`)."""
     from mlflow_hokusai_plugin.db.schema import upgrade
@@ -566,7 +571,7 @@ def _use_artifacts_destination(artifacts_destination: str | None) -> None:
 
 
 @main.command()
-@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@store_uri_option()
 @artifacts_destination_option
 def reconcile(store_uri: str, artifacts_destination: str | None) -> None:
     """Complete registrations a crash left pending (the server also does this at every start), and
@@ -594,7 +599,7 @@ def reconcile(store_uri: str, artifacts_destination: str | None) -> None:
 
 
 @main.command()
-@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@store_uri_option()
 @click.option(
     "--mapping",
     "mapping_path",
@@ -648,7 +653,7 @@ def _key_store(store_uri: str):
 
 
 @keys.command("create")
-@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@store_uri_option()
 @click.option("--name", required=True, help="Who or what the key is for.")
 @click.option("--role", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True)
 @click.option("--project", default=None, help="Limit the key to one project's models and records.")
@@ -661,7 +666,7 @@ def keys_create(store_uri: str, name: str, role: str, project: str | None) -> No
 
 
 @keys.command("list")
-@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@store_uri_option()
 def keys_list(store_uri: str) -> None:
     """List keys (id, prefix, name, role, project, state); never the keys themselves."""
     records = _key_store(store_uri).list()
@@ -675,7 +680,7 @@ def keys_list(store_uri: str) -> None:
 
 
 @keys.command("revoke")
-@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@store_uri_option()
 @click.argument("key_id", type=int)
 def keys_revoke(store_uri: str, key_id: int) -> None:
     """Revoke a key by id; every worker stops accepting it within a few seconds."""
@@ -692,7 +697,7 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@store_uri_option()
 def audit_verify(store_uri: str) -> None:
     """Check the audit hash chain; name the first altered, inserted or deleted entry."""
     from mlflow_hokusai_plugin.db.audit import AuditLog
@@ -803,7 +808,7 @@ def _run_backup(operation, *args, **kwargs):
 
 
 @backup.command("create")
-@click.option("--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help=STORE_URI_HELP)
+@store_uri_option()
 @click.option(
     "--artifacts-destination",
     "--artifacts",
@@ -836,9 +841,7 @@ def backup_create(store_uri: str, artifacts: str, output: Path) -> None:
 
 @backup.command("restore")
 @click.argument("backup_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--store-uri", envvar="HOKUSAI_STORE_URI", required=True, help="The target store URI (an empty database)."
-)
+@store_uri_option("The target store URI (an empty database).")
 @click.option(
     "--artifacts-destination",
     "--artifacts",
@@ -871,9 +874,7 @@ def backup_restore(backup_dir: Path, store_uri: str, artifacts: str, force: bool
     help="A PostgreSQL server (URL) where a temporary database may be created and dropped; "
     "default: the 'postgres' database of the server of --store-uri, else of the backup's source.",
 )
-@click.option(
-    "--store-uri", envvar="HOKUSAI_STORE_URI", help="Only to find a server for the scratch database."
-)
+@store_uri_option("Only to find a server for the scratch database.", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def backup_verify(backup_dir: Path, scratch_uri: str | None, store_uri: str | None, as_json: bool) -> None:
     """Restore BACKUP_DIR into a scratch database and check it: exit 0 if every check passes, 1 if not."""

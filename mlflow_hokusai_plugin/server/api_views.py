@@ -16,7 +16,7 @@ import os
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from google.protobuf.descriptor import FieldDescriptor
 from mlflow.entities.model_registry import ModelVersionTag, RegisteredModelTag
 from mlflow.exceptions import MlflowException
@@ -25,22 +25,18 @@ from werkzeug.exceptions import HTTPException
 from mlflow_hokusai_plugin.core import summary
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.attestation import verify_document, verify_envelope
-from mlflow_hokusai_plugin.core.canonical import parse_json
 from mlflow_hokusai_plugin.core.errors import ValidationError
 from mlflow_hokusai_plugin.core.lineage import lineage_graph
 from mlflow_hokusai_plugin.db.idempotency import IdempotencyStore, request_hash
 from mlflow_hokusai_plugin.db.projects import unified_registry
 from mlflow_hokusai_plugin.runtime.request_context import basic_auth_username
-from mlflow_hokusai_plugin.server import routes
+from mlflow_hokusai_plugin.server import route_table, routes
 from mlflow_hokusai_plugin.server import schemas as S
 from mlflow_hokusai_plugin.server.errors import error_response, invalid_parameter, not_found
-from mlflow_hokusai_plugin.server.openapi import (
-    DOCS_CSP,
-    IDEMPOTENCY_KEY_HEADER,
-    REPLAYED_HEADER,
-    docs_html,
-    openapi_document,
-)
+from mlflow_hokusai_plugin.server.openapi import DOCS_CSP, docs_html, openapi_document
+from mlflow_hokusai_plugin.server.request_parsing import NonFinite, body_data, strict_json
+from mlflow_hokusai_plugin.server.route_table import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER
+from mlflow_hokusai_plugin.server.state import hokusai_state as _state
 
 _logger = logging.getLogger(__name__)
 
@@ -49,53 +45,11 @@ blueprint = Blueprint("hokusai_api", __name__)
 _HOKUSAI_PREFIXES = (routes.API_PREFIX + "/", routes.AJAX_API_PREFIX + "/")
 
 
-_route = routes.on_both_prefixes(blueprint)
-
-
-def _state():
-    return current_app.extensions["hokusai"]
+route = route_table.serving(blueprint)
 
 
 class _NotFound(Exception):
     """A resource the request names does not exist: 404 RESOURCE_DOES_NOT_EXIST."""
-
-
-class _NonFinite(ValidationError):
-    """A number in a JSON body that is not finite: NaN, Infinity, or beyond the float range."""
-
-
-def _json(raw: bytes) -> Any:
-    """The strict JSON of a body (``parse_json``), with NaN, Infinity and numbers beyond the float
-    range (``1e999`` parses as infinity) refused as :class:`_NonFinite`, naming the field."""
-    try:
-        data = parse_json(raw, "body")
-    except ValidationError as exc:
-        if not exc.message.endswith(" is not JSON"):  # not a NaN / Infinity literal
-            raise
-        # Parsed again, keeping the literal, only to say which field holds it (parse_json has
-        # already checked the nesting depth, so this parse is safe).
-        try:
-            data = json.loads(raw, parse_constant=float)
-        except ValueError:
-            raise exc from None
-    found = S.find_non_finite(data)
-    if found:
-        raise _NonFinite(*found)
-    return data
-
-
-def _body(model: type[S.BaseModel]) -> tuple[Any, Any]:
-    """The raw JSON body and ``model`` validated from it; bad JSON is a ValidationError (400)."""
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        raise ValidationError("body", "a JSON object is required")
-    data = _json(raw)
-    return data, S.validate(model, data)
-
-
-@blueprint.errorhandler(ValidationError)
-def _validation_error(exc: ValidationError):
-    return invalid_parameter(exc)
 
 
 @blueprint.errorhandler(_NotFound)
@@ -118,8 +72,8 @@ def _refuse_unstorable_text():
     values = [*(request.view_args or {}).items(), *request.args.items(multi=True)]
     if request.method in ("POST", "PUT", "PATCH") and request.mimetype == "application/json":
         try:
-            found = S.find_bad_text(_json(request.get_data(cache=True)))
-        except _NonFinite as exc:
+            found = S.find_bad_text(strict_json(request.get_data(cache=True)))
+        except NonFinite as exc:
             return invalid_parameter(exc)
         except ValidationError:
             found = None  # not JSON: the route says so itself
@@ -459,14 +413,13 @@ def _idempotency_key() -> str | None:
     return key
 
 
-@_route(routes.REGISTER_MODEL, methods=["POST"])
-def register_model():
+@route("registerModel")
+def register_model(body: S.RegisterModelRequest):
     key = _idempotency_key()
-    data, body = _body(S.RegisterModelRequest)
     if key is None:
         return _answer(*_register(body))
     store = IdempotencyStore(_state().hokusai_store().engine)
-    claim = store.claim(_principal(), key, "POST " + routes.REGISTER_MODEL, request_hash(data))
+    claim = store.claim(_principal(), key, "POST " + routes.REGISTER_MODEL, request_hash(body_data()))
     if claim.outcome == "mismatch":
         return error_response(
             422,
@@ -738,9 +691,8 @@ def _registration_answer(version, logged_model_id: str | None) -> dict:
 # -- POST /attestations/verify --------------------------------------------------------------------
 
 
-@_route(routes.VERIFY_ATTESTATION, methods=["POST"])
-def verify_attestation():
-    _, body = _body(S.VerifyAttestationRequest)
+@route("verifyAttestation")
+def verify_attestation(body: S.VerifyAttestationRequest):
     attesters = [_state().attester] if body.attesters is None else body.attesters
     document = body.document
     # A document has "dsse"; anything else is taken for a bare envelope (and judged as one).
@@ -768,7 +720,7 @@ def _with_expired(summary: dict | None) -> dict | None:
 # -- GET /projects --------------------------------------------------------------------------------
 
 
-@_route(routes.PROJECTS, methods=["GET"])
+@route("listProjects")
 def list_projects():
     projects = unified_registry(_state().hokusai_store().engine)
     scope = getattr(getattr(g, "hokusai_principal", None), "project", None)
@@ -781,12 +733,12 @@ def list_projects():
 # -- GET /openapi.json, GET /docs -----------------------------------------------------------------
 
 
-@_route(routes.OPENAPI, methods=["GET"])
+@route("getOpenApi")
 def openapi_json():
     return jsonify(openapi_document())
 
 
-@_route(routes.DOCS, methods=["GET"])
+@route("getApiDocs")
 def api_docs():
     response = Response(docs_html(), mimetype="text/html")
     response.headers["Content-Security-Policy"] = DOCS_CSP

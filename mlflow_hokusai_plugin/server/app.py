@@ -47,6 +47,7 @@ from mlflow_hokusai_plugin.server.request_log import (
     request_logger,
 )
 from mlflow_hokusai_plugin.server.request_scope import install_route_rules
+from mlflow_hokusai_plugin.server.state import EXTENSION
 from mlflow_hokusai_plugin.server.tcp_nodelay import enable_tcp_nodelay_on_listeners
 
 _logger = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ def create_app(app: Flask | None = None) -> Any:
         enable_tcp_nodelay_on_listeners()
     if ephemeral:
         _logger.warning("!" * 100 + "\n%s\n%s\n" + "!" * 100, DEV_MODE_BANNER, f"attester {signer.address}")
-    app.extensions["hokusai"] = HokusaiState(config, signer.address, ephemeral)
+    app.extensions[EXTENSION] = HokusaiState(config, signer.address, ephemeral)
     # Body size and JSON depth limits around everything Flask does (its hooks parse bodies, the
     # API-key check among them), under uvicorn and gunicorn alike.
     body_limits = BodyLimits(config.max_body_bytes, config.max_json_depth)
@@ -263,7 +264,7 @@ def create_app(app: Flask | None = None) -> Any:
     api_key_auth = None
     if config.auth == "apikey":
         api_key_auth = ApiKeyAuth(
-            app.extensions["hokusai"].api_keys(), HokusaiState.project_of, HokusaiState.current_project_of
+            app.extensions[EXTENSION].api_keys(), HokusaiState.project_of, HokusaiState.current_project_of
         )
         install_api_key_auth(app, api_key_auth)
     elif config.auth == "none":
@@ -277,10 +278,10 @@ def create_app(app: Flask | None = None) -> Any:
 
     _reconcile_in_background()
     # Last of our hooks: the limiter counts per principal, which the auth hook sets.
-    app.extensions["hokusai"].limiter = install_rate_limits(app, config)
+    app.extensions[EXTENSION].limiter = install_rate_limits(app, config)
     if api_key_auth is not None:
-        api_key_auth.failures = AuthFailureLimit.from_limiter(app.extensions["hokusai"].limiter)
-    _announce_start(app.extensions["hokusai"])
+        api_key_auth.failures = AuthFailureLimit.from_limiter(app.extensions[EXTENSION].limiter)
+    _announce_start(app.extensions[EXTENSION])
     if config.auth == "basic":
         # MLflow's basic-auth app: its users and permissions, its own ASGI wrapping.
         from mlflow.server.auth import bootstrap_admin_user, get_flask_server_secret_key

@@ -17,6 +17,7 @@ from flask import Flask, g, request
 from mlflow_hokusai_plugin.server.errors import error_response
 from mlflow_hokusai_plugin.server.permissions import ADMIN, READ, Target, route_key
 from mlflow_hokusai_plugin.server.request_scope import UndeterminedTarget, current_rule, registry_target
+from mlflow_hokusai_plugin.server.state import EXTENSION
 
 _logger = logging.getLogger(__name__)
 _HOKUSAI = "hokusai/"
@@ -91,7 +92,7 @@ def install_hokusai_route_permissions(app: Flask) -> None:
 def _model_exists(name: str) -> bool:
     from flask import current_app
 
-    return current_app.extensions["hokusai"].registry_store().model_exists(name)
+    return current_app.extensions[EXTENSION].registry_store().model_exists(name)
 
 
 def _denied(username: str, why: str):

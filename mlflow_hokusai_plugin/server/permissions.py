@@ -11,7 +11,7 @@ A route that is not in the table needs the ``admin`` role: what the table cannot
 AI gateway, secrets, budgets, webhooks, workspaces, judges that spend model calls, and any route a
 newer MLflow adds) is denied to every other key, never guessed from the shape of its path.
 
-The Hokusai routes are declared in ``openapi.OPERATIONS`` (their role and target beside their
+The Hokusai routes are declared in ``route_table.OPERATIONS`` (their role and target beside their
 schema); MLflow's are declared below. The rules are keyed without the ``/api/<n>.0`` or
 ``/ajax-api/<n>.0`` prefix, which MLflow serves every route under alike.
 """
@@ -333,8 +333,8 @@ def route_key(rule: str) -> str:
 
 @functools.cache
 def route_table() -> dict[tuple[str, str], Rule]:
-    """MLflow's routes and the Hokusai routes (from ``openapi.OPERATIONS``), keyed (method, route_key)."""
-    from mlflow_hokusai_plugin.server.openapi import OPERATIONS
+    """MLflow's routes and the Hokusai routes (from ``route_table.OPERATIONS``), keyed (method, route_key)."""
+    from mlflow_hokusai_plugin.server.route_table import OPERATIONS
     from mlflow_hokusai_plugin.server.routes import API_PREFIX
 
     table = dict(MLFLOW_ROUTES)

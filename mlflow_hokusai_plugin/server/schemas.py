@@ -628,10 +628,13 @@ class ApiKeyRecordResponse(_Response):
 # -- validation -----------------------------------------------------------------------------------
 
 
-def validate(model: type[BaseModel], data: Any) -> Any:
-    """``model`` validated from ``data``; the first problem raises a field-naming ValidationError."""
+def validate(model: type[BaseModel], data: Any, *, strict: bool | None = None) -> Any:
+    """``model`` validated from ``data``; the first problem raises a field-naming ValidationError.
+
+    ``strict=False`` reads numbers from text, for query strings; bodies keep the model's strictness.
+    """
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except pydantic.ValidationError as exc:
         raise first_error(exc) from None
 

@@ -4,33 +4,31 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify
 
 from mlflow_hokusai_plugin.core.addresses import to_checksum_address
 from mlflow_hokusai_plugin.core.attestation import document_predicate
 from mlflow_hokusai_plugin.core.errors import ValidationError
-from mlflow_hokusai_plugin.core.lineage import LINEAGE_DIRECTIONS, lineage_graph
+from mlflow_hokusai_plugin.core.lineage import lineage_graph
 from mlflow_hokusai_plugin.core.pagination import decode_page_token, encode_page_token
 from mlflow_hokusai_plugin.core.tags import parse_model_id
-from mlflow_hokusai_plugin.server import routes
+from mlflow_hokusai_plugin.server import route_table
+from mlflow_hokusai_plugin.server import schemas as S
 from mlflow_hokusai_plugin.server.errors import invalid_parameter, not_found
+from mlflow_hokusai_plugin.server.state import hokusai_state as _state
 
 blueprint = Blueprint("hokusai", __name__)
 
 
-_route = routes.on_both_prefixes(blueprint)
+route = route_table.serving(blueprint)
 
 
-def _state():
-    return current_app.extensions["hokusai"]
-
-
-@_route(routes.HEALTH_LIVE, methods=["GET"])
+@route("healthLive")
 def health_live():
     return jsonify({"status": "ok"})
 
 
-@_route(routes.HEALTH_READY, methods=["GET"])
+@route("healthReady")
 def health_ready():
     checks = _state().readiness()
     ready = all(check["ok"] for check in checks.values())
@@ -45,7 +43,7 @@ def health_ready():
     return response
 
 
-@_route(routes.METRICS, methods=["GET"])
+@route("getMetrics")
 def metrics_exposition():
     """Prometheus text format: every worker's counters, readiness and backup age at scrape time."""
     from mlflow_hokusai_plugin.runtime import metrics
@@ -60,7 +58,7 @@ def metrics_exposition():
     )
 
 
-@_route(routes.GET_ATTESTATION, methods=["GET"])
+@route("getAttestation")
 def get_attestation(attestation_id: str):
     document = _state().hokusai_store().get_attestation(attestation_id)
     # Another project's attestation does not exist for a key scoped to this one.
@@ -69,16 +67,13 @@ def get_attestation(attestation_id: str):
     return jsonify(with_expiry(document))
 
 
-@_route(routes.LIST_ATTESTATIONS, methods=["GET"])
-def list_attestations():
-    model_id = request.args.get("model_id")
-    if not model_id:
-        return invalid_parameter(ValidationError("model_id", "is required"))
-    documents = _state().hokusai_store().list_attestations(model_id)
+@route("listAttestations")
+def list_attestations(query: S.ListAttestationsQuery):
+    documents = _state().hokusai_store().list_attestations(query.model_id)
     return jsonify({"attestations": [with_expiry(d) for d in documents if _document_in_scope(d)]})
 
 
-@_route(routes.RENEW_ATTESTATION, methods=["POST"])
+@route("renewAttestation")
 def renew_attestation(attestation_id: str):
     missing = f"attestation '{attestation_id}' does not exist"
     registrar = _state().registry_store().registrar
@@ -124,41 +119,27 @@ def _validation_error(exc: ValidationError):
     return invalid_parameter(exc)
 
 
-@_route(routes.MODEL_LINEAGE, methods=["GET"])
-def model_lineage(model_id: str):
-    direction = request.args.get("direction", "both")
-    if direction not in LINEAGE_DIRECTIONS:
-        raise ValidationError("direction", f"must be one of {', '.join(LINEAGE_DIRECTIONS)}")
-    max_depth = _int_arg("max_depth", default=None, minimum=1, maximum=100_000)
+@route("getModelLineage")
+def model_lineage(model_id: str, query: S.LineageQuery):
     if not _model_exists(model_id):
         return not_found(f"model '{model_id}' does not exist")
-    graph = _state().hokusai_store().lineage(model_id, direction=direction, max_depth=max_depth)
-    return jsonify(lineage_graph(model_id, direction, graph["edges"], truncated=graph["truncated"]))
+    graph = _state().hokusai_store().lineage(model_id, direction=query.direction, max_depth=query.max_depth)
+    return jsonify(lineage_graph(model_id, query.direction, graph["edges"], truncated=graph["truncated"]))
 
 
-@_route(routes.CONTRIBUTOR_IMPACT, methods=["GET"])
-def contributor_impact(address: str):
+@route("getContributorImpact")
+def contributor_impact(address: str, query: S.ContributorImpactQuery):
     checksummed = to_checksum_address(address, "address")
-    max_results = _int_arg("max_results", default=100, minimum=1, maximum=1000)
-    after = decode_page_token(request.args.get("page_token"))
+    after = decode_page_token(query.page_token)
     impact = (
         _state()
         .hokusai_store()
-        .contributor_impact(checksummed, max_results=max_results, after=after, project=_scope())
+        .contributor_impact(checksummed, max_results=query.max_results, after=after, project=_scope())
     )
     following = impact.pop("next")
     if following is not None:
         impact["next_page_token"] = encode_page_token(following)
     return jsonify(impact)
-
-
-def _int_arg(name: str, *, default: int | None, minimum: int, maximum: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
-        raise ValidationError(name, f"must be an integer from {minimum} to {maximum}, got {raw!r}")
-    return int(raw)
 
 
 def _model_exists(model_id: str) -> bool:
@@ -167,24 +148,21 @@ def _model_exists(model_id: str) -> bool:
     return _state().registry_store().model_exists(model_id)
 
 
-@_route(routes.API_KEYS, methods=["GET"])
+@route("listApiKeys")
 def list_api_keys():
     return jsonify({"keys": [record.to_dict() for record in _state().api_keys().list()]})
 
 
-@_route(routes.API_KEYS, methods=["POST"])
-def create_api_key():
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ValidationError("body", "must be a JSON object with name, role and optional project")
-    key, record = _state().api_keys().create(body.get("name"), body.get("role"), body.get("project"))
+@route("createApiKey")
+def create_api_key(body: S.CreateApiKeyRequest):
+    key, record = _state().api_keys().create(body.name, body.role, body.project)
     _audit("api_key.create", f"api_key:{record.id}", after=record.to_dict())
     response = jsonify({"key": key, "record": record.to_dict()})
     response.status_code = 201
     return response
 
 
-@_route(routes.REVOKE_API_KEY, methods=["POST"])
+@route("revokeApiKey")
 def revoke_api_key(key_id: int):
     try:
         record = _state().api_keys().revoke(key_id)

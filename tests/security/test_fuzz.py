@@ -2,7 +2,7 @@
 
 The routes: every registry route of ``permissions.MLFLOW_ROUTES`` (targets MODEL, MODEL_CREATE,
 MODEL_SEARCH) and GraphQL (UNSCOPED), a sample of the shared tracking routes (runs, experiments,
-artifacts, logged models, metrics) and every Hokusai route of ``openapi.OPERATIONS``, under both
+artifacts, logged models, metrics) and every Hokusai route of ``route_table.OPERATIONS``, under both
 prefixes. Hypothesis makes each request whole:
 
 - the method: a declared one, or any other (HEAD, OPTIONS, TRACE, PROPFIND, a made-up one);
@@ -48,8 +48,8 @@ from mlflow import MlflowClient
 from mlflow_hokusai_plugin.core import tags as T
 from mlflow_hokusai_plugin.core.api_keys import display_prefix
 from mlflow_hokusai_plugin.server import routes
-from mlflow_hokusai_plugin.server.openapi import OPERATIONS
 from mlflow_hokusai_plugin.server.permissions import ADMIN, MLFLOW_ROUTES, WRITE, Target, route_key
+from mlflow_hokusai_plugin.server.route_table import OPERATIONS
 from tests.integration.test_auth import make_key
 from tests.integration.test_server_plugin import create_version, log_candidate, mlflow_env, sql
 from tests.integration.test_services import ALICE

@@ -58,7 +58,7 @@ def test_every_served_route_is_declared_or_deliberately_admin_only(served):
 
 
 def test_the_hokusai_routes_come_from_their_openapi_declaration():
-    from mlflow_hokusai_plugin.server.openapi import OPERATIONS
+    from mlflow_hokusai_plugin.server.route_table import OPERATIONS
 
     for op in OPERATIONS:
         for rule in ("/api/2.0/hokusai" + op.rule, "/ajax-api/2.0/hokusai" + op.rule):
@@ -88,3 +88,28 @@ def test_roles(method, rule, role):
 def test_a_path_no_route_serves_needs_a_key_but_reaches_no_handler():
     assert P.rule_for("GET", None) == P.UNROUTED
     assert P.rule_for("OPTIONS", "/api/2.0/mlflow/runs/create") == P.UNROUTED
+
+
+def test_every_hokusai_flask_rule_is_a_declared_operation():
+    """No view is served that the route table (and so the OpenAPI document, the permissions and
+    the request parsing) does not describe, and every declared operation is served."""
+    from flask import Flask
+
+    from mlflow_hokusai_plugin.server import api_views, views
+    from mlflow_hokusai_plugin.server.route_table import OPERATIONS
+
+    app = Flask(__name__)
+    app.register_blueprint(views.blueprint)
+    app.register_blueprint(api_views.blueprint)
+    served = {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith(("/api/2.0/hokusai/", "/ajax-api/2.0/hokusai/"))
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    declared = {
+        (op.method.upper(), prefix + op.rule)
+        for op in OPERATIONS
+        for prefix in ("/api/2.0/hokusai", "/ajax-api/2.0/hokusai")
+    }
+    assert served == declared

@@ -807,16 +807,21 @@ def _run_backup(operation, *args, **kwargs):
         sys.exit(2)
 
 
+def backup_artifacts_option(text: str) -> Callable:
+    """The artifact root of a backup (``--artifacts`` is its older spelling)."""
+    return click.option(
+        "--artifacts-destination",
+        "--artifacts",
+        "artifacts",
+        envvar=list(ARTIFACTS_DESTINATION_ENV),
+        required=True,
+        help=text,
+    )
+
+
 @backup.command("create")
 @store_uri_option()
-@click.option(
-    "--artifacts-destination",
-    "--artifacts",
-    "artifacts",
-    envvar=list(ARTIFACTS_DESTINATION_ENV),
-    required=True,
-    help=ARTIFACTS_HELP,
-)
+@backup_artifacts_option(ARTIFACTS_HELP)
 @click.option(
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
@@ -842,14 +847,7 @@ def backup_create(store_uri: str, artifacts: str, output: Path) -> None:
 @backup.command("restore")
 @click.argument("backup_dir", type=click.Path(file_okay=False, path_type=Path))
 @store_uri_option("The target store URI (an empty database).")
-@click.option(
-    "--artifacts-destination",
-    "--artifacts",
-    "artifacts",
-    envvar=list(ARTIFACTS_DESTINATION_ENV),
-    required=True,
-    help="The target artifact root (empty): s3://bucket/prefix or a directory.",
-)
+@backup_artifacts_option("The target artifact root (empty): s3://bucket/prefix or a directory.")
 @click.option(
     "--force", is_flag=True, help="Restore even into a database or artifact root that is not empty."
 )

@@ -8,6 +8,16 @@ talk to the registry are plain functions, so any existing Metaflow flow can call
 See docs/pipeline.md.
 """
 
-from mlflow_hokusai_plugin.pipeline.registration import register_baseline, track_improvement
+from typing import Any
 
 __all__ = ["register_baseline", "track_improvement"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: every Metaflow step is a process that imports the flow module, and
+    # MLflow (which registration needs) takes two seconds to import, in steps that never use it.
+    if name in __all__:
+        from mlflow_hokusai_plugin.pipeline import registration
+
+        return getattr(registration, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,8 +3,20 @@
 >>> from mlflow_hokusai_plugin.services import HokusaiModelRegistry, PerformanceTracker, ExperimentManager
 """
 
-from mlflow_hokusai_plugin.services.experiment_manager import ExperimentManager
-from mlflow_hokusai_plugin.services.model_registry import HokusaiModelRegistry
-from mlflow_hokusai_plugin.services.performance_tracker import PerformanceTracker
+import importlib
+from typing import Any
 
-__all__ = ["ExperimentManager", "HokusaiModelRegistry", "PerformanceTracker"]
+_SERVICES = {
+    "ExperimentManager": "experiment_manager",
+    "HokusaiModelRegistry": "model_registry",
+    "PerformanceTracker": "performance_tracker",
+}
+__all__ = sorted(_SERVICES)
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that the light modules here (datasets, evaluation) do not cost an
+    # MLflow import (two seconds) in every pipeline step that only needs them.
+    if name in _SERVICES:
+        return getattr(importlib.import_module(f"{__name__}.{_SERVICES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
